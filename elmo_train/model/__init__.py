@@ -1,0 +1,1 @@
+"""The biLM in pure torch: no Lightning, Hydra or file I/O here."""

@@ -1,0 +1,130 @@
+"""Typed model configs and the presets of the papers.
+
+Field names follow bilm-tf's `options.json` (`lstm.dim` is the cell size, `projection_dim` the
+LSTM output and token-embedding size) so a config reads like the released options files.
+"""
+
+from dataclasses import dataclass, field
+
+ELMO_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]  # "2048cnn"
+
+
+@dataclass
+class CharCNNConfig:
+    embedding_dim: int = 16
+    filters: list[list[int]] = field(default_factory=lambda: [list(f) for f in ELMO_FILTERS])
+    n_highway: int = 1
+    activation: str = "relu"  # relu | tanh, applied after the max-pool
+    max_characters_per_token: int = 50
+
+    @property
+    def n_filters(self) -> int:
+        return sum(n for _, n in self.filters)
+
+
+@dataclass
+class LSTMConfig:
+    dim: int = 1024  # memory cell size
+    projection_dim: int = 128  # LSTM output and token-embedding size; == dim: no projection
+    n_layers: int = 2
+    cell_clip: float | None = 3.0
+    proj_clip: float | None = 3.0
+    use_skip_connections: bool = True  # residual from the second layer on, as bilm-tf
+    # "clipped": the exact bilm-tf cell (clipping, any config). "fused": torch's nn.LSTM kernel
+    # (cuDNN on GPU), only for configs with both clips off.
+    impl: str = "clipped"
+
+
+@dataclass
+class SoftmaxConfig:
+    kind: str = "sampled"  # full | sampled | adaptive
+    n_negatives: int = 8192  # sampled: unique log-uniform negatives per batch
+    cutoffs: list[int] = field(default_factory=lambda: [4000, 20000, 100000])  # adaptive
+    div_value: float = 4.0  # adaptive
+    eval_chunk_size: int = 32768  # vocabulary rows per chunk for exact log-probabilities
+
+
+@dataclass
+class BiLMConfig:
+    char_cnn: CharCNNConfig = field(default_factory=CharCNNConfig)
+    lstm: LSTMConfig = field(default_factory=LSTMConfig)
+    softmax: SoftmaxConfig = field(default_factory=SoftmaxConfig)
+    bidirectional: bool = True  # false: forward LM only (Kim et al. 2016)
+    dropout: float = 0.1  # on every LSTM layer's input and on the top output, as bilm-tf
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def validate(config: BiLMConfig) -> None:
+    """All model-config checks in one place; raises ValueError naming the key."""
+    cnn, lstm, softmax = config.char_cnn, config.lstm, config.softmax
+    if cnn.activation not in ("relu", "tanh"):
+        raise ValueError(f"model.char_cnn.activation must be relu or tanh, got {cnn.activation!r}")
+    if not cnn.filters or any(len(f) != 2 or min(f) < 1 for f in cnn.filters):
+        raise ValueError(f"model.char_cnn.filters must be [[width, count], ...], got {cnn.filters}")
+    if max(w for w, _ in cnn.filters) > cnn.max_characters_per_token:
+        raise ValueError("model.char_cnn.filters: a width exceeds max_characters_per_token")
+    if cnn.max_characters_per_token < 3:
+        raise ValueError("model.char_cnn.max_characters_per_token must be at least 3")
+    if lstm.projection_dim > lstm.dim:
+        raise ValueError("model.lstm.projection_dim must be <= model.lstm.dim")
+    if lstm.n_layers < 1:
+        raise ValueError("model.lstm.n_layers must be >= 1")
+    if lstm.impl not in ("clipped", "fused"):
+        raise ValueError(f"model.lstm.impl must be clipped or fused, got {lstm.impl!r}")
+    if lstm.impl == "fused" and (lstm.cell_clip is not None or lstm.proj_clip is not None):
+        raise ValueError(
+            "model.lstm.impl=fused cannot clip: set model.lstm.cell_clip=null and "
+            "model.lstm.proj_clip=null, or use model.lstm.impl=clipped"
+        )
+    if softmax.kind not in ("full", "sampled", "adaptive"):
+        raise ValueError(f"model.softmax.kind must be full, sampled or adaptive, got {softmax.kind!r}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError("model.dropout must be in [0, 1)")
+
+
+def _elmo(dim: int, proj: int, n_highway: int) -> BiLMConfig:
+    return BiLMConfig(
+        char_cnn=CharCNNConfig(n_highway=n_highway),
+        lstm=LSTMConfig(dim=dim, projection_dim=proj),
+    )
+
+
+def _kim(filters: list[list[int]], n_highway: int, dim: int) -> BiLMConfig:
+    # Kim et al. 2016 Table 2: char dim 15, tanh CNN, no clipping, no residual, dropout 0.5,
+    # forward LM only. The LSTM has no projection (projection_dim == dim); bilm-tf semantics
+    # add a linear map from the CNN width to the LSTM width, which Kim's model does not have.
+    return BiLMConfig(
+        char_cnn=CharCNNConfig(embedding_dim=15, filters=filters, n_highway=n_highway, activation="tanh"),
+        lstm=LSTMConfig(
+            dim=dim, projection_dim=dim, cell_clip=None, proj_clip=None,
+            use_skip_connections=False, impl="fused",
+        ),
+        softmax=SoftmaxConfig(kind="full"),
+        bidirectional=False,
+        dropout=0.5,
+    )
+
+
+PRESETS = {
+    "elmo_small": lambda: _elmo(1024, 128, 1),  # 2x1024_128_2048cnn_1xhighway
+    "elmo_medium": lambda: _elmo(2048, 256, 1),  # 2x2048_256_2048cnn_1xhighway
+    "elmo_original": lambda: _elmo(4096, 512, 2),  # 2x4096_512_2048cnn_2xhighway
+    "kim_small": lambda: _kim([[w, 25 * w] for w in range(1, 7)], 1, 300),
+    "kim_large": lambda: _kim([[w, min(200, 50 * w)] for w in range(1, 8)], 2, 650),
+    "tiny": lambda: BiLMConfig(
+        char_cnn=CharCNNConfig(
+            embedding_dim=8, filters=[[1, 16], [2, 16], [3, 32], [4, 64]], n_highway=1
+        ),
+        lstm=LSTMConfig(dim=128, projection_dim=32),
+        softmax=SoftmaxConfig(kind="full"),
+        dropout=0.1,
+    ),
+}
+
+
+def preset(name: str) -> BiLMConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()
