@@ -1,0 +1,90 @@
+"""Character CNN token encoder: embedding -> convolutions -> max-pool -> highway -> projection.
+
+bilm-tf `_build_word_char_embeddings`, with its initialisation. Shared by both directions.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elmo_train.chars import N_CHARACTERS
+from elmo_train.model.config import CharCNNConfig
+
+
+class Highway(nn.Module):
+    """y = t * relu(W_T x + b_T) + (1 - t) * x with t = sigmoid(W_C x + b_C).
+
+    bilm-tf calls t the "carry" gate although it multiplies the transform; its bias starts at
+    -2 so each layer starts close to the identity.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.transform = nn.Linear(dim, dim)
+        self.gate = nn.Linear(dim, dim)
+        for layer in (self.transform, self.gate):
+            nn.init.normal_(layer.weight, std=math.sqrt(1.0 / dim))
+        nn.init.zeros_(self.transform.bias)
+        nn.init.constant_(self.gate.bias, -2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # One matmul for both halves: (N, F) @ (F, 2F).
+        weight = torch.cat([self.transform.weight, self.gate.weight])
+        bias = torch.cat([self.transform.bias, self.gate.bias])
+        transform, gate = F.linear(x, weight, bias).chunk(2, dim=-1)
+        gate = torch.sigmoid(gate)
+        return gate * torch.relu(transform) + (1.0 - gate) * x
+
+
+class CharEncoder(nn.Module):
+    """Maps char ids `(..., 50)` (0 = padding token) to context-free token embeddings `(..., P)`."""
+
+    def __init__(self, config: CharCNNConfig, output_dim: int):
+        super().__init__()
+        self.config = config
+        self.output_dim = output_dim
+        dim, n_filters = config.embedding_dim, config.n_filters
+        # Row 0 is the padding token (all-zero char ids); it stays zero, as AllenNLP's loader.
+        self.embedding = nn.Embedding(N_CHARACTERS, dim, padding_idx=0)
+        self.convs = nn.ModuleList(nn.Conv1d(dim, n, width) for width, n in config.filters)
+        self.highways = nn.ModuleList(Highway(n_filters) for _ in range(config.n_highway))
+        # bilm-tf projects only when the CNN width differs from the LSTM input width.
+        self.projection = nn.Linear(n_filters, output_dim) if n_filters != output_dim else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        cfg = self.config
+        nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+        for conv, (width, _) in zip(self.convs, cfg.filters, strict=True):
+            if cfg.activation == "relu":
+                nn.init.uniform_(conv.weight, -0.05, 0.05)  # "Kim et al 2015", as bilm-tf
+            else:
+                nn.init.normal_(conv.weight, std=math.sqrt(1.0 / (width * cfg.embedding_dim)))
+            nn.init.zeros_(conv.bias)
+        if self.projection is not None:
+            nn.init.normal_(self.projection.weight, std=math.sqrt(1.0 / cfg.n_filters))
+            nn.init.zeros_(self.projection.bias)
+
+    def encode_types(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings of `(N, 50)` char-id rows, one row per token type: `(N, P)`."""
+        x = self.embedding(char_ids).transpose(1, 2)  # (N, dim, 50)
+        activation = torch.relu if self.config.activation == "relu" else torch.tanh
+        # Max-pool over all valid positions, then the activation, as bilm-tf.
+        pooled = [activation(conv(x).amax(dim=-1)) for conv in self.convs]  # [(N, n_i)]
+        h = torch.cat(pooled, dim=-1)  # (N, n_filters)
+        for highway in self.highways:
+            h = highway(h)
+        return self.projection(h) if self.projection is not None else h
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        # The CNN runs once per distinct token in the batch (tokens follow Zipf's law); indexing
+        # with `inverse` scatters the gradients of every occurrence back onto its type.
+        flat = char_ids.reshape(-1, char_ids.shape[-1])  # (N, 50)
+        types, inverse = torch.unique(flat, dim=0, return_inverse=True)  # (U, 50), (N,)
+        embedded = self.encode_types(types)[inverse]  # (N, P)
+        return embedded.view(*char_ids.shape[:-1], -1)

@@ -1,0 +1,40 @@
+import torch
+
+from elmo_train.chars import batch_to_ids
+from elmo_train.model.char_encoder import CharEncoder
+from elmo_train.model.config import CharCNNConfig
+
+
+def _encoder() -> CharEncoder:
+    config = CharCNNConfig(embedding_dim=4, filters=[[1, 4], [2, 6], [3, 8]], n_highway=2)
+    return CharEncoder(config, output_dim=5).double()
+
+
+def test_dedup_matches_per_token_encoding_values_and_gradients():
+    encoder = _encoder()
+    chars = batch_to_ids([["the", "cat", "the", "the"], ["a", "cat"]])  # repeated types + padding
+    deduped = encoder(chars)
+    per_token = encoder.encode_types(chars.view(-1, 50)).view(*chars.shape[:-1], -1)
+    torch.testing.assert_close(deduped, per_token)
+    weights = torch.randn_like(deduped)
+    grads_dedup = torch.autograd.grad((deduped * weights).sum(), list(encoder.parameters()))
+    grads_plain = torch.autograd.grad((per_token * weights).sum(), list(encoder.parameters()))
+    for a, b in zip(grads_dedup, grads_plain, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_highway_gate_starts_near_identity_and_padding_row_stays_zero():
+    encoder = _encoder()
+    assert torch.all(encoder.highways[0].gate.bias == -2.0)
+    assert torch.all(encoder.embedding.weight[0] == 0)
+    encoder(batch_to_ids([["x", "yy"], ["z"]])).sum().backward()
+    assert torch.all(encoder.embedding.weight.grad[0] == 0)
+
+
+def test_highway_is_bilm_tf_carry_semantics():
+    encoder = _encoder()
+    hw = encoder.highways[0]
+    x = torch.randn(3, hw.dim, dtype=torch.double)
+    t = torch.sigmoid(x @ hw.gate.weight.t() + hw.gate.bias)
+    expected = t * torch.relu(x @ hw.transform.weight.t() + hw.transform.bias) + (1 - t) * x
+    torch.testing.assert_close(hw(x), expected)

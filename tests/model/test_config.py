@@ -1,0 +1,31 @@
+import pytest
+
+from elmo_train.model.bilm import BiLM
+from elmo_train.model.config import BiLMConfig, LSTMConfig, preset
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("elmo_small", 13_593_296), ("elmo_medium", 28_027_728), ("elmo_original", 93_600_848)],
+)
+def test_elmo_presets_have_the_released_parameter_counts(name, expected):
+    bilm = BiLM(preset(name))
+    # Our character table has one more row than bilm-tf's: the frozen all-zero padding row.
+    padding_row = bilm.char_encoder.embedding.weight.shape[1]
+    assert sum(p.numel() for p in bilm.parameters()) - padding_row == expected
+
+
+def test_kim_presets_follow_table_2():
+    small, large = preset("kim_small"), preset("kim_large")
+    assert small.char_cnn.n_filters == 525 and large.char_cnn.n_filters == 1100
+    assert (small.lstm.dim, large.lstm.dim) == (300, 650)
+    assert not small.bidirectional and small.char_cnn.activation == "tanh"
+
+
+def test_invalid_configs_name_the_key():
+    with pytest.raises(ValueError, match="model.lstm.impl=fused cannot clip"):
+        BiLMConfig(lstm=LSTMConfig(impl="fused"))
+    with pytest.raises(ValueError, match="projection_dim"):
+        BiLMConfig(lstm=LSTMConfig(dim=8, projection_dim=16))
+    with pytest.raises(ValueError, match="unknown model preset"):
+        preset("elmo_huge")

@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+from elmo_train.model.config import LSTMConfig
+from elmo_train.model.lstm import LSTMStack
+
+
+def reference_step_loop(stack: LSTMStack, x: torch.Tensor) -> list[torch.Tensor]:
+    """The math of bilm-tf's LSTMCell written out one direction, one step at a time."""
+    cfg = stack.config
+    outputs = []
+    for d in range(stack.n_directions):
+        layer_input = x[d]  # (B, T, in)
+        per_layer = []
+        for layer in range(cfg.n_layers):
+            B, T, _ = layer_input.shape
+            h = layer_input.new_zeros(B, cfg.projection_dim)
+            c = layer_input.new_zeros(B, cfg.dim)
+            steps = []
+            for t in range(T):
+                gates = layer_input[:, t] @ stack.weight_x[layer][d] + h @ stack.weight_h[layer][d]
+                i, j, f, o = (gates + stack.bias[layer][d]).chunk(4, -1)
+                c = torch.sigmoid(f + 1) * c + torch.sigmoid(i) * torch.tanh(j)
+                if cfg.cell_clip is not None:
+                    c = c.clamp(-cfg.cell_clip, cfg.cell_clip)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                if stack.has_projection:
+                    h = h @ stack.weight_proj[layer][d]
+                    if cfg.proj_clip is not None:
+                        h = h.clamp(-cfg.proj_clip, cfg.proj_clip)
+                steps.append(h)
+            out = torch.stack(steps, 1)
+            if layer > 0 and cfg.use_skip_connections:
+                out = out + layer_input
+            per_layer.append(out)
+            layer_input = out
+        outputs.append(per_layer)
+    return [
+        torch.stack([outputs[d][layer] for d in range(stack.n_directions)])
+        for layer in range(cfg.n_layers)
+    ]
+
+
+def _stack(**kwargs) -> LSTMStack:
+    config = LSTMConfig(dim=24, projection_dim=8, n_layers=2, **kwargs)
+    stack = LSTMStack(config, input_dim=8, n_directions=2, dropout=0.0).double()
+    with torch.no_grad():  # large weights so the clips are active
+        for p in stack.parameters():
+            p.mul_(4.0)
+    return stack
+
+
+@pytest.mark.parametrize("clip", [0.5, None])
+def test_clipped_path_matches_step_loop(clip):
+    stack = _stack(cell_clip=clip, proj_clip=clip)
+    x = torch.randn(2, 3, 7, 8, dtype=torch.double)
+    layers, _ = stack(x)
+    expected = reference_step_loop(stack, x)
+    for got, want in zip(layers, expected, strict=True):
+        torch.testing.assert_close(got, want)
+    if clip is not None:
+        assert layers[0].abs().max() <= clip + 1e-12
+
+
+def test_fused_path_matches_clipped_path_without_clipping():
+    stack = _stack(cell_clip=None, proj_clip=None)
+    x = torch.randn(2, 3, 6, 8, dtype=torch.double, requires_grad=True)
+    clipped, clipped_state = stack(x)
+    stack.config.impl = "fused"
+    fused, fused_state = stack(x)
+    for a, b in zip(clipped, fused, strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(clipped_state.c, fused_state.c)
+    grad_fused = torch.autograd.grad(fused[-1].sum(), x)[0]
+    stack.config.impl = "clipped"
+    grad_clipped = torch.autograd.grad(stack(x)[0][-1].sum(), x)[0]
+    torch.testing.assert_close(grad_fused, grad_clipped)
+
+
+def test_state_carry_equals_one_long_sequence():
+    """Two windows with the carried state equal one run over the concatenated window."""
+    stack = _stack(cell_clip=1.0, proj_clip=1.0)
+    x = torch.randn(2, 3, 10, 8, dtype=torch.double)
+    whole, whole_state = stack(x)
+    first, state = stack(x[:, :, :4])
+    second, second_state = stack(x[:, :, 4:], state)
+    torch.testing.assert_close(torch.cat([first[-1], second[-1]], dim=2), whole[-1])
+    torch.testing.assert_close(second_state.h, whole_state.h)
+
+
+def test_mask_freezes_state_after_row_end():
+    stack = _stack(cell_clip=1.0, proj_clip=1.0)
+    x = torch.randn(2, 2, 6, 8, dtype=torch.double)
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3]).expand(2, 2, 6)
+    _, state = stack(x, mask=mask)
+    _, short_state = stack(x[:, 1:2, :3])
+    torch.testing.assert_close(state.h[:, :, 1:2], short_state.h)
+    torch.testing.assert_close(state.c[:, :, 1:2], short_state.c)
+
+
+def test_reset_rows_zeroes_only_those_rows():
+    stack = _stack()
+    _, state = stack(torch.randn(2, 3, 4, 8, dtype=torch.double))
+    reset = state.reset_rows(torch.tensor([False, True, False]))
+    assert reset.h[:, :, 1].abs().sum() == 0 and reset.c[:, :, 1].abs().sum() == 0
+    torch.testing.assert_close(reset.h[:, :, 0], state.h[:, :, 0])
