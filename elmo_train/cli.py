@@ -1,7 +1,7 @@
 """The `elmo` command: one entry point, one module per subcommand in `elmo_train.commands`.
 
-Every subcommand module exposes `HELP` (one line), `add_arguments(parser)` and `run(args)`.
-`elmo train` is different: it hands all its arguments to Hydra.
+Every subcommand module exposes `add_arguments(parser)` and `run(args)`; only the module of
+the command being run is imported. `elmo train` hands all its arguments to Hydra.
 """
 
 import argparse
@@ -10,34 +10,28 @@ import sys
 
 from elmo_train.errors import UserError
 
-# name -> module in elmo_train.commands; imported lazily so `elmo --help` stays fast.
 COMMANDS = {
-    "vocab": "vocab",
-    "prepare": "prepare",
-    "evaluate": "evaluate",
-    "export": "export",
-    "embed": "embed",
-    "similar": "similar",
-    "probe": "probe",
+    "train": "train a biLM (Hydra overrides, -m sweeps, --cfg job); no arguments: a tiny demo model",
+    "vocab": "build an output vocabulary (bilm-tf format) from text files",
+    "prepare": "turn raw text shards into the memory-mapped training store (cached)",
+    "evaluate": "held-out perplexity with the full softmax: forward, backward, combined",
+    "export": "turn a training checkpoint into a model directory",
+    "embed": "write contextual embeddings of each line to HDF5 (bilm-tf dump_bilm_embeddings layout)",
+    "similar": "show which occurrences of a word have the nearest contextual vectors, per layer",
+    "probe": "per-layer intrinsic probes: word sense (wsd) and part of speech (pos)",
 }
 
-TRAIN_HELP = "train a biLM (Hydra overrides, -m sweeps, --cfg job); no arguments: a tiny demo model"
 
-
-def _command(name: str):
-    return importlib.import_module(f"elmo_train.commands.{COMMANDS[name]}")
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="elmo",
         description="Pretrain, adapt and use ELMo-style biLMs (bilm-tf and AllenNLP compatible).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("train", help=TRAIN_HELP, add_help=False)
-    for name in COMMANDS:
-        module = _command(name)
-        module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.HELP))
+    for name, help_text in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(f"elmo_train.commands.{name}").add_arguments(command_parser)
     return parser
 
 
@@ -52,12 +46,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.argv = [train.__file__, *argv[1:]]
             train.main()
             return
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        command = argv[0] if argv and argv[0] in COMMANDS else None
+        args = build_parser(command).parse_args(argv)
         if args.command is None:
-            parser.print_help()
+            build_parser().print_help()
             raise SystemExit(2)
-        _command(args.command).run(args)
+        importlib.import_module(f"elmo_train.commands.{args.command}").run(args)
     except UserError as error:
         print(f"elmo: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -250,7 +250,7 @@ def load_model_dir(directory: str | Path) -> tuple[LanguageModel, Vocabulary]:
             raise UserError(f"{directory}: {name} is missing; re-export the model with elmo export")
     config = read_options(directory / OPTIONS)
     config.softmax, vocab_size = read_softmax_config(directory / SOFTMAX)
-    vocab = Vocabulary.load(directory / VOCAB)
+    vocab = Vocabulary.load(directory / VOCAB, require_unk=False)
     if len(vocab) != vocab_size:
         raise UserError(
             f"{directory / VOCAB}: {len(vocab)} words but the softmax has {vocab_size} rows; "

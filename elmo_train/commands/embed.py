@@ -8,10 +8,6 @@ import h5py
 from elmo_train.embedder import Embedder
 from elmo_train.errors import UserError
 
-HELP = (
-    "write contextual embeddings of each input line to HDF5 (bilm-tf dump_bilm_embeddings layout)"
-)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("model (a model directory, or released bilm-tf files)")

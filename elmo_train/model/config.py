@@ -79,7 +79,9 @@ def validate(config: BiLMConfig) -> None:
             "model.lstm.proj_clip=null, or use model.lstm.impl=clipped"
         )
     if softmax.kind not in ("full", "sampled", "adaptive"):
-        raise ValueError(f"model.softmax.kind must be full, sampled or adaptive, got {softmax.kind!r}")
+        raise ValueError(
+            f"model.softmax.kind must be full, sampled or adaptive, got {softmax.kind!r}"
+        )
     if not 0.0 <= config.dropout < 1.0:
         raise ValueError("model.dropout must be in [0, 1)")
 
@@ -96,10 +98,16 @@ def _kim(filters: list[list[int]], n_highway: int, dim: int) -> BiLMConfig:
     # forward LM only. The LSTM has no projection (projection_dim == dim); bilm-tf semantics
     # add a linear map from the CNN width to the LSTM width, which Kim's model does not have.
     return BiLMConfig(
-        char_cnn=CharCNNConfig(embedding_dim=15, filters=filters, n_highway=n_highway, activation="tanh"),
+        char_cnn=CharCNNConfig(
+            embedding_dim=15, filters=filters, n_highway=n_highway, activation="tanh"
+        ),
         lstm=LSTMConfig(
-            dim=dim, projection_dim=dim, cell_clip=None, proj_clip=None,
-            use_skip_connections=False, impl="fused",
+            dim=dim,
+            projection_dim=dim,
+            cell_clip=None,
+            proj_clip=None,
+            use_skip_connections=False,
+            impl="fused",
         ),
         softmax=SoftmaxConfig(kind="full"),
         bidirectional=False,

@@ -1,0 +1,15 @@
+"""`elmo export`: a training checkpoint to a model directory."""
+
+import argparse
+
+from elmo_train.export import export_checkpoint
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a .ckpt written by elmo train")
+    parser.add_argument("--output", required=True, help="model directory to write")
+
+
+def run(args: argparse.Namespace) -> None:
+    directory = export_checkpoint(args.checkpoint, args.output)
+    print(f"model directory: {directory}")

@@ -1,0 +1,179 @@
+"""The LightningModule: bilm-tf's training loop on top of the pure-torch LanguageModel.
+
+LSTM state is carried (detached) per batch row across training batches and reset where the
+batch says so: bilm-tf's truncated BPTT with backprop cut at the batch boundary. Validation
+perplexity is always the exact full softmax, token-weighted, per direction.
+"""
+
+import dataclasses
+import math
+import resource
+import time
+from collections import deque
+
+import lightning as L
+import torch
+
+from elmo_train.model.bilm import LanguageModel
+from elmo_train.model.config import BiLMConfig, CharCNNConfig, LSTMConfig, SoftmaxConfig
+from elmo_train.model.lstm import LSTMState
+from elmo_train.optim import OptimizerConfig, PlateauHalving, build_optimizer, warmup_decay
+
+
+def model_config_from_dict(model: dict) -> BiLMConfig:
+    return BiLMConfig(
+        char_cnn=CharCNNConfig(**model["char_cnn"]),
+        lstm=LSTMConfig(**model["lstm"]),
+        softmax=SoftmaxConfig(**model["softmax"]),
+        bidirectional=model["bidirectional"],
+        dropout=model["dropout"],
+    )
+
+
+class BiLMModule(L.LightningModule):
+    def __init__(
+        self,
+        model: dict,
+        vocab_size: int,
+        optimizer: dict,
+        seed: int = 0,
+        vocab: list[str] | None = None,
+    ):
+        super().__init__()
+        # Plain containers only, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters(ignore=["vocab"])
+        self.model_config = model_config_from_dict(model)
+        self.optimizer_config = OptimizerConfig(**optimizer)
+        self.lm = LanguageModel(self.model_config, vocab_size)
+        self.vocab = vocab  # saved in checkpoints so `elmo export` can write vocab.txt
+        self.card: dict = {}  # model-card facts (data, command), saved for `elmo export`
+        self.plateau = PlateauHalving(self.optimizer_config)
+        self._train_state: LSTMState | None = None
+        self._val_state: LSTMState | None = None
+        self._val_sums: torch.Tensor | None = None  # (D + 1,): NLL sum per direction, targets
+        self._step_ends: deque[float] = deque(maxlen=21)  # wall clock of recent step ends
+
+    @property
+    def directions(self) -> list[str]:
+        return ["fwd", "bwd"][: self.lm.bilm.n_directions]
+
+    # --- training -------------------------------------------------------------------------
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Dropout masks and softmax negatives are a pure function of (seed, step, rank), so a
+        # resumed run draws exactly what an uninterrupted one would, and ranks draw apart.
+        torch.manual_seed(hash((self.hparams.seed, self.global_step, self.global_rank)) % 2**63)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.lm(batch, self._train_state)
+        self._train_state = out.state.detach()
+        sampled = "_sampled" if self.model_config.softmax.kind == "sampled" else ""
+        self.log("train/loss", out.loss, prog_bar=True)
+        for name, nll in zip(self.directions, out.nll, strict=True):
+            self.log(f"train/ppl_{name}{sampled}", torch.exp(nll.detach()))
+        return out.loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        # Wall time between step ends over a window: data loading included, and no device
+        # sync needed (queued GPU work evens out over the window).
+        self._step_ends.append(time.perf_counter())
+        if len(self._step_ends) < 2:
+            return
+        step_time = (self._step_ends[-1] - self._step_ends[0]) / (len(self._step_ends) - 1)
+        positions = batch["mask"].numel() * self.trainer.world_size  # padding included
+        self.log("perf/tokens_per_sec", positions / step_time, prog_bar=True)
+        if self.trainer.max_steps > 0:
+            remaining = self.trainer.max_steps - self.global_step
+            self.log("perf/eta_min", remaining * step_time / 60, prog_bar=True)
+        if torch.cuda.is_available():
+            self.log("perf/peak_memory_gb", torch.cuda.max_memory_allocated() / 2**30)
+        else:  # ru_maxrss is in KiB on Linux
+            self.log("perf/peak_rss_gb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+
+    # --- validation: exact full softmax, token-weighted, state carried as bilm-tf's test ------
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_state = None
+        self._val_sums = torch.zeros(
+            len(self.directions) + 1, device=self.device, dtype=torch.float64
+        )
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        out = self.lm(batch, self._val_state)
+        self._val_state = out.state
+        n = out.n_targets.double()
+        self._val_sums += torch.stack([*(nll.double() * n for nll in out.nll), n])
+
+    def on_validation_epoch_end(self) -> None:
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        metrics = perplexities(sums, self.directions)
+        for name, value in metrics.items():
+            self.log(f"val/{name}", value, sync_dist=False)
+        if self.optimizer_config.name == "sgd" and not self.trainer.sanity_checking:
+            self.plateau.step(self.optimizers().optimizer, metrics["ppl"])
+
+    def test_step(self, batch, batch_idx) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
+
+    def on_test_epoch_end(self) -> None:
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        for name, value in perplexities(sums, self.directions).items():
+            self.log(f"test/{name}", value)
+
+    # --- optimiser ------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.optimizer_config, self.parameters())
+        if self.optimizer_config.name != "adamw":
+            return optimizer
+        schedule = warmup_decay(self.optimizer_config, self.trainer.max_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # --- checkpoints: everything needed to continue exactly --------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["vocab"] = self.vocab
+        checkpoint["card"] = self.card
+        checkpoint["plateau"] = self.plateau.state_dict()
+        if self._train_state is not None:
+            # Every rank carries its own rows; gather them so each rank can take its own back.
+            h = self.all_gather(self._train_state.h)
+            c = self.all_gather(self._train_state.c)
+            checkpoint["lstm_state"] = {
+                "h": h.cpu(),
+                "c": c.cpu(),
+                "world_size": self.trainer.world_size,
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.vocab = checkpoint.get("vocab")
+        self.card = checkpoint.get("card") or {}
+        self.plateau.load_state_dict(checkpoint["plateau"])
+        saved = checkpoint.get("lstm_state")
+        if saved is not None:
+            h, c = saved["h"], saved["c"]
+            if saved["world_size"] > 1:
+                h, c = h[self.global_rank], c[self.global_rank]
+            self._train_state = LSTMState(h.to(self.device), c.to(self.device))
+
+
+def perplexities(sums: torch.Tensor, directions: list[str]) -> dict[str, float]:
+    """`sums` = (NLL sum per direction..., target count). bilm-tf's combined figure is the
+    exp of the mean of the directions' cross-entropies."""
+    count = sums[-1].clamp(min=1)
+    entropies = [(sums[d] / count).item() for d in range(len(directions))]
+    metrics = {f"ppl_{name}": math.exp(h) for name, h in zip(directions, entropies, strict=True)}
+    metrics["ppl"] = math.exp(sum(entropies) / len(entropies))
+    metrics["loss"] = sum(entropies) / len(entropies)
+    return metrics
+
+
+def model_config_to_dict(config: BiLMConfig) -> dict:
+    return dataclasses.asdict(config)

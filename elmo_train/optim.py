@@ -1,0 +1,91 @@
+"""Optimisers of the papers: Adagrad (ELMo), SGD halved on plateau (Kim et al.), AdamW."""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adagrad"  # adagrad | sgd | adamw
+    lr: float = 0.2
+    initial_accumulator_value: float = 1.0  # adagrad, as bilm-tf
+    momentum: float = 0.0  # sgd
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    warmup_steps: int = 0  # adamw: linear warm-up
+    decay: str = "cosine"  # adamw after warm-up: cosine | linear | constant
+    min_lr_ratio: float = 0.1  # adamw: final lr as a fraction of lr
+    # sgd (Kim et al. 2016): multiply lr by `plateau_factor` whenever validation perplexity
+    # improves on the previous validation by no more than `plateau_threshold` (perplexity).
+    plateau_factor: float = 0.5
+    plateau_threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.name not in ("adagrad", "sgd", "adamw"):
+            raise ValueError(f"optimizer.name must be adagrad, sgd or adamw, got {self.name!r}")
+        if self.decay not in ("cosine", "linear", "constant"):
+            raise ValueError(
+                f"optimizer.decay must be cosine, linear or constant, got {self.decay!r}"
+            )
+        if self.lr <= 0:
+            raise ValueError(f"optimizer.lr must be positive, got {self.lr}")
+
+
+def build_optimizer(config: OptimizerConfig, params) -> torch.optim.Optimizer:
+    if config.name == "adagrad":
+        return torch.optim.Adagrad(
+            params,
+            lr=config.lr,
+            initial_accumulator_value=config.initial_accumulator_value,
+            weight_decay=config.weight_decay,
+        )
+    if config.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.AdamW(
+        params, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
+    )
+
+
+def warmup_decay(config: OptimizerConfig, max_steps: int):
+    """The lr multiplier of AdamW at each step: linear warm-up, then the configured decay."""
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.decay == "constant" or max_steps <= config.warmup_steps:
+            return 1.0
+        progress = min(1.0, (step - config.warmup_steps) / (max_steps - config.warmup_steps))
+        shape = (
+            0.5 * (1 + math.cos(math.pi * progress)) if config.decay == "cosine" else 1 - progress
+        )
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * shape
+
+    return factor
+
+
+class PlateauHalving:
+    """Kim et al.'s schedule: shrink the lr when validation perplexity stops improving."""
+
+    def __init__(self, config: OptimizerConfig):
+        self.factor = config.plateau_factor
+        self.threshold = config.plateau_threshold
+        self.previous = math.inf
+
+    def step(self, optimizer: torch.optim.Optimizer, val_ppl: float) -> bool:
+        """Returns whether the lr was decayed (`main.lua` compares with the previous epoch)."""
+        decayed = self.previous - val_ppl <= self.threshold
+        if decayed:
+            for group in optimizer.param_groups:
+                group["lr"] *= self.factor
+        self.previous = val_ppl
+        return decayed
+
+    def state_dict(self) -> dict:
+        return {"previous": self.previous}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.previous = state["previous"]

@@ -1,0 +1,184 @@
+"""`elmo train`: the training recipe, top to bottom.
+
+seed -> data -> model -> callbacks and loggers -> trainer -> fit -> evaluate -> export -> demo.
+"""
+
+import dataclasses
+import math
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import DictConfig, OmegaConf
+
+from elmo_train.config import config_dir, register_configs
+from elmo_train.errors import UserError
+from elmo_train.export import export_model
+from elmo_train.lm_module import BiLMModule
+
+register_configs()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write beside the target and rename: a crash mid-write leaves the previous file intact."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+
+
+def instantiate(node: DictConfig, key: str, **kwargs):
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise UserError(f"{key}: {cause or error}; check the {key}.* keys of your config") from None
+
+
+def resume_checkpoint(resume, run_dir: Path) -> str | None:
+    """`resume`: false, true (must exist), auto (if one exists) or a checkpoint path."""
+    if resume in (False, None, "false"):
+        return None
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume in (True, "true", "auto"):
+        if last.is_file():
+            return str(last)
+        if resume == "auto":
+            return None
+        raise UserError(
+            f"{last}: no checkpoint to resume; pass the run_name of an earlier run or "
+            "resume=path/to.ckpt"
+        )
+    if not Path(resume).is_file():
+        raise UserError(f"{resume}: checkpoint not found (resume=...); pass an existing .ckpt")
+    return str(resume)
+
+
+def train(cfg: DictConfig) -> dict:
+    run_dir = Path(cfg.run_dir)
+    ckpt_path = resume_checkpoint(cfg.resume, run_dir)
+
+    # 1. Seed: data order and dropout/negatives are pure functions of (seed, step, rank).
+    L.seed_everything(cfg.seed, workers=True)
+
+    # 2. Data: prepare (cached) and open the corpus stores; the vocabulary sizes the softmax.
+    datamodule = instantiate(cfg.data, "data")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    vocab = datamodule.vocab
+
+    # 3. Model.
+    model_config = OmegaConf.to_object(cfg.model)
+    module = BiLMModule(
+        model=dataclasses.asdict(model_config),
+        vocab_size=len(vocab),
+        optimizer=dataclasses.asdict(OmegaConf.to_object(cfg.optimizer)),
+        seed=cfg.seed,
+        vocab=list(vocab.words),
+    )
+
+    # 4. Callbacks and loggers.
+    callbacks = [instantiate(c, "callbacks") for c in cfg.callbacks.values()]
+    loggers = [instantiate(c, "logger") for c in cfg.logger.values()]
+
+    # 5. Trainer: an infinite training stream, so length is in steps.
+    steps_per_epoch = datamodule.steps_per_epoch
+    max_steps = cfg.trainer.max_steps
+    if max_steps is None or max_steps < 0:
+        if cfg.epochs is None:
+            raise UserError("set epochs=N or trainer.max_steps=N: the training length is unknown")
+        max_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    val_every = cfg.val_every or min(steps_per_epoch, max_steps)
+    trainer = instantiate(
+        cfg.trainer,
+        "trainer",
+        max_steps=max_steps,
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
+    tokens_per_step = datamodule.batch_size * datamodule.window * trainer.world_size
+    module.card = {
+        "name": f"{cfg.run_name}",
+        "data": str(cfg.data.train),
+        "command": " ".join(["elmo train", *HydraConfig.get().overrides.task]),
+        "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
+    }
+    if trainer.is_global_zero:
+        print(
+            f"training {sum(p.numel() for p in module.parameters()):,} parameters for "
+            f"{max_steps} steps ({max_steps / steps_per_epoch:.2f} epochs of "
+            f"{steps_per_epoch} steps, {tokens_per_step} tokens per step) in {run_dir}"
+        )
+
+    # 6. Fit.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    # 7. Evaluate: full-softmax held-out perplexities.
+    results = {}
+    if datamodule.has_split("valid"):
+        results["valid"] = _split_metrics(trainer.validate(module, datamodule=datamodule), "val")
+    if cfg.test and datamodule.has_split("test"):
+        results["test"] = _split_metrics(trainer.test(module, datamodule=datamodule), "test")
+    if not trainer.is_global_zero:
+        return results
+    for split, metrics in results.items():
+        figures = "  ".join(f"{name} {value:.2f}" for name, value in metrics.items())
+        print(f"{split} perplexity (full softmax): {figures}")
+
+    # 8. Export the model directory.
+    if cfg.export:
+        card = dict(
+            module.card,
+            steps=trainer.global_step,
+            perplexities=results,
+            tokens_seen=trainer.global_step * tokens_per_step,
+            vocab_size=len(vocab),
+        )
+        config_yaml = card.pop("config_yaml")
+        model_dir = export_model(module.lm, vocab, run_dir / "model", card, config_yaml)
+        print(f"model directory: {model_dir}")
+
+        # 9. Show what contextual embeddings are for.
+        if cfg.demo:
+            from elmo_train.embedder import Embedder
+            from elmo_train.similarity import demo_report
+
+            print(demo_report(Embedder(module.lm.bilm.cpu())))
+    return results
+
+
+def _split_metrics(outputs: list[dict], prefix: str) -> dict[str, float]:
+    return {
+        k.split("/", 1)[1]: float(v) for k, v in outputs[0].items() if k.startswith(f"{prefix}/")
+    }
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    except UserError as error:
+        print(f"elmo: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
