@@ -1,0 +1,147 @@
+"""`elmo train` end to end on tiny data: every config, resume after SIGKILL, DDP on CPU."""
+
+import csv
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from train_helpers import (
+    compose_train_config,
+    fast_overrides,
+    tiny_corpus,
+    train_subprocess,
+)
+
+from elmo_train.config import config_dir
+from elmo_train.train import AtomicCheckpointIO, train
+
+EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_default_run_trains_evaluates_and_exports(corpus, cache, tmp_path):
+    cfg = compose_train_config(fast_overrides(corpus, tmp_path, cache, steps=4))
+    results = train(cfg)
+    assert set(results) == {"valid", "test"}
+    assert results["valid"]["ppl"] == pytest.approx(
+        (results["valid"]["ppl_fwd"] * results["valid"]["ppl_bwd"]) ** 0.5, rel=1e-6
+    )
+    model = tmp_path / "model"
+    for name in ("options.json", "weights.hdf5", "softmax.safetensors", "vocab.txt", "README.md"):
+        assert (model / name).is_file(), name
+    assert "perplexity (full softmax)" in (model / "README.md").read_text()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_two_steps(experiment, corpus, cache, tmp_path):
+    overrides = [f"experiment={experiment}", "trainer=cpu", "export=false", "test=false"]
+    if experiment == "domain_adapt":
+        init = tmp_path / "init"
+        pretrain = compose_train_config(fast_overrides(corpus, init, cache))
+        train(pretrain)
+        overrides.append(f"init.model={init / 'model'}")
+    cfg = compose_train_config(overrides + fast_overrides(corpus, tmp_path, cache))
+    assert cfg.trainer.accelerator == "cpu"
+    results = train(cfg)
+    assert results["valid"]["ppl_fwd"] > 1
+
+
+@pytest.mark.parametrize(
+    "group",
+    ["trainer=ddp_cpu", "logger=tensorboard", "logger=wandb", "logger=none", "callbacks=audit"],
+)
+def test_config_groups_compose(group, corpus, cache, tmp_path):
+    cfg = compose_train_config([group, *fast_overrides(corpus, tmp_path, cache)])
+    OmegaConf.resolve(cfg)
+
+
+def test_misspelled_key_is_an_error(corpus, cache, tmp_path):
+    with pytest.raises(Exception, match="trian"):
+        compose_train_config(["data.trian=x", *fast_overrides(corpus, tmp_path, cache)])
+    with pytest.raises(Exception, match="dimm"):
+        compose_train_config(["model.lstm.dimm=3", *fast_overrides(corpus, tmp_path, cache)])
+
+
+def test_atomic_checkpoint_keeps_previous_file_when_a_write_fails(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1}, path)
+
+    def crash(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    with open(run_dir / "logs" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    return {int(r["step"]): float(r["train/loss"]) for r in rows}
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_uninterrupted_run(corpus, cache, tmp_path):
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=12), "checkpoint_every=3",
+              "export=false", "test=false", "val_every=1000"]  # fmt: skip
+    whole = train_subprocess([*common, f"run_dir={tmp_path / 'whole'}"], cwd=tmp_path)
+    assert whole.wait(timeout=600) == 0, whole.stdout.read()
+
+    killed_dir = tmp_path / "killed"
+    killed = train_subprocess([*common, f"run_dir={killed_dir}"], cwd=tmp_path)
+    checkpoint = killed_dir / "checkpoints" / "step_0000006.ckpt"
+    deadline = time.time() + 600
+    while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert checkpoint.exists(), "the run ended before its second checkpoint"
+
+    resumed = train_subprocess([*common, f"run_dir={killed_dir}", "resume=true"], cwd=tmp_path)
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    uninterrupted, after_resume = _losses(tmp_path / "whole"), _losses(killed_dir)
+    assert max(uninterrupted) == 11 and max(after_resume) == 11
+    for step in range(7, 12):
+        assert after_resume[step] == pytest.approx(uninterrupted[step], abs=1e-6), step
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_ddp_two_cpu_processes_see_disjoint_data_and_end_identical(corpus, cache, tmp_path):
+    # Every sentence starts with its own id word, so targets tell which sentences a rank saw.
+    lines = corpus["train"].read_text().splitlines()
+    tagged = dict(corpus, train=tmp_path / "tagged.txt")
+    tagged["train"].write_text("".join(f"sid{i} {line}\n" for i, line in enumerate(lines)))
+    run = train_subprocess(
+        [*fast_overrides(tagged, tmp_path / "ddp", cache, steps=3), "trainer=ddp_cpu",
+         "callbacks=audit", "test=false"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    output, _ = run.communicate(timeout=900)
+    assert run.returncode == 0, output
+    audits = [torch.load(tmp_path / "ddp" / "audit" / f"audit_rank{r}.pt") for r in (0, 1)]
+    assert audits[0]["weights"] == audits[1]["weights"]
+    assert audits[0]["steps"] == audits[1]["steps"] == [1, 2, 3]
+    words = (tmp_path / "ddp" / "model" / "vocab.txt").read_text().split("\n")
+    seen = [
+        {words[i] for i in a["targets"].flatten().tolist() if words[i].startswith("sid")}
+        for a in audits
+    ]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
