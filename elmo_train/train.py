@@ -95,26 +95,27 @@ def train(cfg: DictConfig) -> dict:
     callbacks = [instantiate(c, "callbacks") for c in cfg.callbacks.values()]
     loggers = [instantiate(c, "logger") for c in cfg.logger.values()]
 
-    # 5. Trainer: an infinite training stream, so length is in steps.
-    steps_per_epoch = datamodule.steps_per_epoch
-    max_steps = cfg.trainer.max_steps
-    if max_steps is None or max_steps < 0:
-        if cfg.epochs is None:
-            raise UserError("set epochs=N or trainer.max_steps=N: the training length is unknown")
-        max_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    val_every = cfg.val_every or min(steps_per_epoch, max_steps)
+    # 5. Trainer. The training stream is infinite, so its length is in steps; an epoch is the
+    # real token count of the corpus split over all ranks.
     trainer = instantiate(
         cfg.trainer,
         "trainer",
-        max_steps=max_steps,
-        val_check_interval=val_every,
         check_val_every_n_epoch=None,
         callbacks=callbacks,
         logger=loggers or False,
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
     )
-    tokens_per_step = datamodule.batch_size * datamodule.window * trainer.world_size
+    world_size = trainer.num_devices * trainer.num_nodes
+    steps_per_epoch = datamodule.train_stream(world_size=world_size).steps_per_epoch
+    max_steps = cfg.trainer.max_steps
+    if max_steps is None or max_steps < 0:
+        if cfg.epochs is None:
+            raise UserError("set epochs=N or trainer.max_steps=N: the training length is unknown")
+        max_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    trainer.fit_loop.epoch_loop.max_steps = max_steps  # known only now that ranks are
+    trainer.val_check_interval = cfg.val_every or min(steps_per_epoch, max_steps)
+    tokens_per_step = datamodule.batch_size * datamodule.window * world_size
     module.card = {
         "name": f"{cfg.run_name}",
         "data": str(cfg.data.train),

@@ -1,0 +1,144 @@
+"""ElmoDataModule: text files to batches through the real store; resume through a Trainer."""
+
+import itertools
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+
+from elmo_train.data.datamodule import ElmoDataModule
+from elmo_train.errors import UserError
+
+WORDS = "the a cat dog sat ran on under mat log big small red old".split()
+
+
+def write_corpus(path: Path, n_sentences: int, seed: int) -> Path:
+    generator = torch.Generator().manual_seed(seed)
+    lines = []
+    for _ in range(n_sentences):
+        length = int(torch.randint(1, 15, (1,), generator=generator))
+        picks = torch.randint(len(WORDS), (length,), generator=generator).tolist()
+        lines.append(" ".join(WORDS[i] for i in picks))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path) -> dict[str, str]:
+    return {
+        "train": str(write_corpus(tmp_path / "train.txt", 300, 0)),
+        "valid": str(write_corpus(tmp_path / "valid.txt", 37, 1)),
+        "cache_dir": str(tmp_path / "cache"),
+    }
+
+
+def make(corpus: dict, **kw) -> ElmoDataModule:
+    options = dict(batch_size=4, window=5, num_workers=0, num_proc=1, shuffle_block=64)
+    dm = ElmoDataModule(**corpus, **{**options, **kw})
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_smoke_through_the_real_store(corpus, capsys):
+    dm = make(corpus, num_workers=2)
+    assert dm.vocab.words[:3] == ["<S>", "</S>", "<UNK>"] and len(dm.vocab) == len(WORDS) + 3
+    assert "built a 17-word vocabulary" in capsys.readouterr().out
+    assert list((Path(corpus["cache_dir"]) / "vocab").glob("*.txt"))
+    counts = dm.counts
+    assert counts["train"]["sentences"] == 300 and set(counts) == {"train", "valid"}
+    positions = counts["train"]["tokens"] + counts["train"]["sentences"]
+    assert dm.steps_per_epoch == positions // 20
+    batches = list(itertools.islice(dm.train_dataloader(), 6))
+    assert batches[0]["fwd_chars"].shape == (4, 5, 50) and batches[0]["reset"].all()
+    assert all(b["mask"].all() for b in batches) and not batches[1]["reset"].any()
+    assert_same(batches, list(itertools.islice(make(corpus).train_dataloader(), 6)))
+    valid = list(dm.val_dataloader())
+    valid_counts = counts["valid"]
+    assert sum(int(b["mask"].sum()) for b in valid) == (
+        valid_counts["tokens"] + valid_counts["sentences"]
+    )
+    assert dm.test_dataloader() == [] and not dm.has_split("test")
+
+
+def assert_same(a: list[dict], b: list[dict], skip: tuple[str, ...] = ()) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        for key in x:
+            if key not in skip:
+                assert torch.equal(x[key], y[key]), key
+
+
+def test_state_dict_follows_the_trainer_and_sets_the_start(corpus):
+    dm = make(corpus)
+    assert dm.state_dict() == {"batches_consumed": 0}
+    dm.trainer = SimpleNamespace(
+        global_step=3, accumulate_grad_batches=2, global_rank=1, world_size=2
+    )
+    assert dm.state_dict() == {"batches_consumed": 6}
+    stream = dm.train_stream()
+    assert (stream.rank, stream.world_size) == (1, 2)
+    dm.trainer = None
+    full = list(itertools.islice(dm.train_dataloader(), 10))
+    resumed = make(corpus)
+    resumed.load_state_dict({"batches_consumed": 6})
+    assert_same(list(itertools.islice(resumed.train_dataloader(), 4)), full[6:])
+
+
+def test_bad_options_are_user_errors(corpus):
+    with pytest.raises(UserError, match="data.mode"):
+        ElmoDataModule(**corpus, mode="documents")
+    with pytest.raises(UserError, match="data.window"):
+        ElmoDataModule(**corpus, window=0)
+
+
+class Recorder(L.LightningModule):
+    """Records the batches it trains on and the validation targets it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[dict] = []
+        self.val_targets = 0
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append({k: v.clone() for k, v in batch.items()})
+        return (self.weight * batch["mask"].float()).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.val_targets += int(batch["mask"].sum())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(dm, max_steps: int, ckpt_path=None) -> tuple[Recorder, L.Trainer]:
+    trainer = L.Trainer(
+        max_steps=max_steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        val_check_interval=max_steps,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+    )
+    module = Recorder()
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return module, trainer
+
+
+def test_trainer_resume_sees_the_uninterrupted_batches(corpus, tmp_path):
+    uninterrupted, _ = fit(make(corpus, num_workers=1), 7)
+    first, trainer = fit(make(corpus, num_workers=1), 4)
+    ckpt = tmp_path / "step4.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert torch.load(ckpt, weights_only=True)["ElmoDataModule"] == {"batches_consumed": 4}
+    resumed, _ = fit(make(corpus, num_workers=1), 7, ckpt_path=ckpt)
+    assert_same(first.seen + resumed.seen, uninterrupted.seen)
+    assert not resumed.seen[0]["reset"].any()  # carried states come back from the checkpoint
+    valid = make(corpus).counts["valid"]
+    assert first.val_targets == valid["tokens"] + valid["sentences"]
