@@ -6,6 +6,7 @@ the command being run is imported. `elmo train` hands all its arguments to Hydra
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 from elmo_train.errors import UserError
@@ -39,11 +40,14 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] == "train":
-            # Hydra parses sys.argv itself (overrides, -m, --cfg). argv[0] becomes the train
-            # script so Lightning's DDP launcher can re-execute it for the other ranks.
+            # Hydra parses sys.argv itself (overrides, -m, --cfg). Lightning's DDP launcher
+            # re-executes `python argv[0]` (console script) or `python -m <__main__ spec>`
+            # (`python -m elmo_train`) for the other ranks: both must name the train script.
             from elmo_train import train
 
             sys.argv = [train.__file__, *argv[1:]]
+            if getattr(sys.modules["__main__"], "__spec__", None) is not None:
+                sys.modules["__main__"].__spec__ = importlib.util.find_spec("elmo_train.train")
             train.main()
             return
         command = argv[0] if argv and argv[0] in COMMANDS else None
