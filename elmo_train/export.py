@@ -47,6 +47,7 @@ def model_card(card: dict) -> str:
         f"| steps | {card.get('steps', 'unknown')} |",
         f"| tokens seen | {card.get('tokens_seen', 'unknown')} |",
         f"| vocabulary | {card.get('vocab_size', 'unknown')} words |",
+        f"| initialisation | {card.get('init', 'random')} |",
     ]
     for split, values in ppl.items():
         figures = ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k.startswith("ppl"))

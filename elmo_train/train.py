@@ -17,6 +17,7 @@ from hydra.errors import InstantiationException
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from elmo_train.adapt import initialize, model_config_from_init
 from elmo_train.config import config_dir, register_configs
 from elmo_train.errors import UserError
 from elmo_train.export import export_model
@@ -81,14 +82,20 @@ def train(cfg: DictConfig) -> dict:
     datamodule.setup("fit")
     vocab = datamodule.vocab
 
-    # 3. Model.
+    # 3. Model: with init.*, the pretrained architecture and weights (elmo_train/adapt.py).
+    init = OmegaConf.to_object(cfg.init)
     model_config = OmegaConf.to_object(cfg.model)
+    model_config = model_config_from_init(init, model_config) or model_config
     module = BiLMModule(
         model=dataclasses.asdict(model_config),
         vocab_size=len(vocab),
         optimizer=dataclasses.asdict(OmegaConf.to_object(cfg.optimizer)),
         seed=cfg.seed,
         vocab=list(vocab.words),
+    )
+    # A resumed run restores its own weights from the checkpoint instead.
+    module.card["init"] = (
+        f"init: resumed from {ckpt_path}" if ckpt_path else initialize(module.lm, init, vocab)
     )
 
     # 4. Callbacks and loggers.
@@ -117,6 +124,7 @@ def train(cfg: DictConfig) -> dict:
     trainer.val_check_interval = cfg.val_every or min(steps_per_epoch, max_steps)
     tokens_per_step = datamodule.batch_size * datamodule.window * world_size
     module.card = {
+        **module.card,
         "name": f"{cfg.run_name}",
         "data": str(cfg.data.train),
         "command": " ".join(["elmo train", *HydraConfig.get().overrides.task]),
@@ -128,6 +136,7 @@ def train(cfg: DictConfig) -> dict:
             f"{max_steps} steps ({max_steps / steps_per_epoch:.2f} epochs of "
             f"{steps_per_epoch} steps, {tokens_per_step} tokens per step) in {run_dir}"
         )
+        print(module.card["init"])
 
     # 6. Fit.
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

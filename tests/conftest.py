@@ -8,6 +8,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# One thread per process: tests (and the subprocesses they start) stay fast and repeatable even
+# when other jobs share the 2 cores; tiny ops lose to OpenMP synchronisation under contention.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -15,6 +18,9 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "bilm-tf"
+
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,84 @@
+"""`elmo similar`: which contexts of a word are nearest to which, at every layer of a biLM."""
+
+import argparse
+from pathlib import Path
+
+from elmo_train.commands.embed import embedder_from_args, read_sentences
+from elmo_train.errors import UserError
+from elmo_train.similarity import find_contexts, format_table, nearest_contexts
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("model (a model directory, or released bilm-tf files)")
+    source.add_argument("--model", help="model directory written by elmo export or elmo train")
+    source.add_argument("--options", help="options.json of released weights")
+    source.add_argument("--weights", help="weights.hdf5 of released weights")
+    parser.add_argument(
+        "--word", required=True, help="the word to compare across contexts (exact token match)"
+    )
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="text file, one tokenized sentence per line; 'sense<TAB>sentence' lines add sense "
+        "labels and the sense-nearest-neighbour accuracy",
+    )
+    parser.add_argument(
+        "--layer", type=int, help="show only this layer (0 = token layer; default: every layer)"
+    )
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+
+
+def split_senses(
+    path: Path, sentences: list[list[str]]
+) -> tuple[list[list[str]], list[str] | None]:
+    """Sentences without their labels, and the labels if the lines are `sense<TAB>sentence`.
+
+    Either every non-blank line has a label or none has; `sentences` are `read_sentences(path)`,
+    whose tokens start with the label's.
+    """
+    with path.open("rb") as f:
+        labels = [
+            line.partition(b"\t")[0].decode("utf-8", errors="replace").split()
+            if b"\t" in line
+            else None
+            for line in f
+        ]
+    labelled = [i for i, label in enumerate(labels) if label is not None]
+    if not labelled:
+        return sentences, None
+    for i, (label, tokens) in enumerate(zip(labels, sentences, strict=True)):
+        if label is None and tokens:
+            raise UserError(
+                f"{path}: line {i + 1} has no sense label but line {labelled[0] + 1} has one; "
+                "write every line as sense<TAB>sentence, or no line"
+            )
+        if label == []:
+            raise UserError(f"{path}: line {i + 1} has an empty sense label before the tab")
+    stripped = [tokens[len(label or []) :] for label, tokens in zip(labels, sentences, strict=True)]
+    return stripped, [" ".join(label or []) for label in labels]
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    path = Path(args.input)
+    sentences, senses = split_senses(path, read_sentences(path))
+    n_contexts = len(find_contexts(sentences, args.word))
+    if n_contexts == 0:
+        raise UserError(
+            f"{path}: no line contains {args.word!r} (matched as a whole, case-sensitive token); "
+            "choose a word that occurs in the file"
+        )
+    if n_contexts == 1:
+        raise UserError(
+            f"{path}: only one line contains {args.word!r}; nearest contexts need at least two"
+        )
+    embedder = embedder_from_args(args)
+    if args.layer is not None and not 0 <= args.layer < embedder.n_layers:
+        raise UserError(
+            f"--layer {args.layer}: the model has layers 0 (token layer) to {embedder.n_layers - 1}"
+        )
+    layers = None if args.layer is None else [args.layer]
+    result = nearest_contexts(embedder, sentences, args.word, layers, senses, args.batch_size)
+    print(format_table(result))

@@ -1,0 +1,523 @@
+"""Throughput of our biLM against a straightforward reference of the same math, in one process.
+
+    python scripts/benchmark.py                       # bilm + step, tiny and elmo_small (~3 min)
+    python scripts/benchmark.py --mode bilm --presets elmo_medium,elmo_original
+    python scripts/benchmark.py --mode step --vocab-size 793471 --json step.json
+
+Modes (each row is one call of the timed function, all positions of a B x T batch):
+
+* `bilm`: forward + backward of the biLM without an output layer (char CNN, both LSTM
+  directions; loss = sum of the top layer's outputs). Ours: `elmo_train.model.bilm.BiLM`.
+* `step`: the whole training step: biLM + sampled softmax (shared by both directions) +
+  backward + grad-norm clip 10 + Adagrad (lr 0.2, initial accumulator 1.0, as bilm-tf).
+  Ours: `elmo_train.model.bilm.LanguageModel` on the batch dict of docs/ARCHITECTURE.md.
+
+The reference (`scripts/reference_impl.py`) is the AllenNLP way of running the same model:
+per-token char CNN (no dedup), per-step `LstmCellWithProjection` loop one direction at a time,
+`SampledSoftmaxLoss` with its numpy rejection sampler and dense gradients. Both models hold the
+same weights (copied from ours) and their agreement is asserted, in fp32, before any timing.
+`ours bf16` is ours under `torch.autocast(bfloat16)` (numerics change; not checked).
+
+Data: tokens are drawn from Zipf(s=1.0) over 50,000 synthetic word types (random lowercase
+strings, distinct), type k being vocabulary id k (frequency order, as the log-uniform sampler
+assumes), so the per-batch dedup sees the repetition of real text: ~60 % of a 64 x 20 batch's
+positions are distinct types, as perf-cpu.md §2 measured. The backward stream is the forward
+stream reversed in time (the same tokens), so the reference encodes each position once, as
+AllenNLP's `_ElmoBiLm`. Step mode: V = 100,000 by default (the output matrix and its dense
+Adagrad update scale with V; ids >= 50,000 occur only as sampled negatives; `--vocab-size
+793471` is bilm-tf's 1B Word vocabulary), min(8192, V // 2) negatives per direction. Dropout
+is 0 in both models (the reference has none); every call starts from zero LSTM state.
+
+Timing (perf-cpu.md methodology): every variant is warmed up, then R rounds run every variant
+once, the starting variant rotating each round; figures are medians, "x ref" is the median of
+the per-round ratio reference / variant (robust to drift), tokens/s = B * T / median (each
+position counted once). "others" is the CPU (in cores) other processes used during our calls,
+from /proc/stat; above ~0.2 the box was shared and the figures are noisy. On CUDA every call
+is synchronised and MFU = model FLOPs / time / peak; model FLOPs are counted analytically per
+token position (2 x MACs forward, x 3 for forward + backward: char CNN on every position once,
+highway, projection, LSTM, sampled logits), i.e. the work of the undeduplicated model.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import string
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import reference_impl as ref_impl  # noqa: E402
+
+from elmo_train.chars import word_to_char_ids  # noqa: E402
+from elmo_train.model.bilm import BiLM, LanguageModel  # noqa: E402
+from elmo_train.model.config import PRESETS, BiLMConfig, preset  # noqa: E402
+
+H100_PEAK_TFLOPS = {"fp32": 67.0, "bf16": 989.0}  # dense, SXM; the H200 has the same compute
+TARGETS = {"bilm": 1.5, "step": 2.0}  # elmo_small speedup over the reference (issues 2 and 6)
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def synthetic_types(n_types: int, rng: np.random.Generator) -> torch.Tensor:
+    """Char ids `(n_types, 50)` of distinct random lowercase words of 2..11 letters."""
+    letters = np.array(list(string.ascii_lowercase))
+    words: dict[str, None] = {}
+    while len(words) < n_types:
+        length = int(rng.integers(2, 12))
+        words.setdefault("".join(rng.choice(letters, length)), None)
+    return torch.tensor([word_to_char_ids(w) for w in words], dtype=torch.long)
+
+
+def make_batch(
+    type_chars: torch.Tensor, batch_size: int, steps: int, zipf: float, rng: np.random.Generator
+) -> dict[str, torch.Tensor]:
+    """A stream-mode batch whose backward stream reads the forward tokens right to left."""
+    n_types = type_chars.shape[0]
+    cdf = np.cumsum(1.0 / np.arange(1, n_types + 1) ** zipf)
+    ids = np.searchsorted(cdf / cdf[-1], rng.random((batch_size, steps + 2)))  # (B, T+2)
+    ids = torch.from_numpy(np.minimum(ids, n_types - 1))
+    fwd_chars = type_chars[ids[:, 1 : steps + 1]]  # (B, T, 50)
+    return {
+        "fwd_chars": fwd_chars,
+        "fwd_targets": ids[:, 2:],  # next token
+        "bwd_chars": fwd_chars.flip(1),
+        "bwd_targets": ids[:, :steps].flip(1),  # previous token, in backward order
+        "mask": torch.ones(batch_size, steps, dtype=torch.bool),
+        "reset": torch.zeros(batch_size, dtype=torch.bool),
+    }
+
+
+# -- model FLOPs ---------------------------------------------------------------------------
+
+
+def macs_per_token(config: BiLMConfig, n_negatives: int | None) -> dict[str, int]:
+    """Forward multiply-accumulates per token position, by part (both directions)."""
+    cnn, lstm = config.char_cnn, config.lstm
+    L, e, F = cnn.max_characters_per_token, cnn.embedding_dim, cnn.n_filters
+    C, P = lstm.dim, lstm.projection_dim
+    D = 2 if config.bidirectional else 1
+    macs = {
+        "char_cnn": sum((L - w + 1) * w * e * n for w, n in cnn.filters),
+        "highway": cnn.n_highway * 2 * F * F,
+        "projection": F * P if F != P else 0,
+        "lstm": D * lstm.n_layers * (P * 4 * C + P * 4 * C + (C * P if P < C else 0)),
+    }
+    if n_negatives is not None:
+        macs["softmax"] = D * (n_negatives + 1) * P
+    return macs
+
+
+# -- timing --------------------------------------------------------------------------------
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds all processes have spent busy since boot (0 where /proc/stat is missing)."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+    except OSError:
+        return 0.0
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class Timer:
+    """Times one call; first waits (within a budget) until other processes leave the box quiet.
+
+    The quiet wait is perf-cpu.md's protocol for a shared machine: a call starts only once
+    other processes used < `QUIET_CORES` cores for half a second, waiting at most `per_call`
+    seconds each time and `budget` seconds in all, so a busy box slows the run down boundedly.
+    """
+
+    QUIET_CORES = 0.25
+
+    def __init__(self, device: torch.device, per_call: float, budget: float) -> None:
+        self.device = device
+        self.per_call = per_call
+        self.budget = budget
+        self.waited = 0.0
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def wait_until_quiet(self) -> None:
+        start = time.perf_counter()
+        limit = min(self.per_call, self.budget - self.waited)
+        while time.perf_counter() - start < limit:
+            busy, ours = _busy_cpu_seconds(), time.process_time()
+            time.sleep(0.5)
+            others = (_busy_cpu_seconds() - busy) - (time.process_time() - ours)
+            if others / 0.5 < self.QUIET_CORES:
+                break
+        self.waited += time.perf_counter() - start
+
+    def __call__(self, fn: Callable[[], None]) -> tuple[float, float]:
+        """(wall ms, cores used by other processes) of one call."""
+        self.wait_until_quiet()
+        self.sync()
+        busy, ours, start = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
+        fn()
+        self.sync()
+        wall = time.perf_counter() - start
+        others = (_busy_cpu_seconds() - busy) - (time.process_time() - ours)
+        return wall * 1e3, max(others, 0.0) / wall
+
+
+def run_rounds(
+    variants: dict[str, Callable[[], None]], rounds: int, warmup: int, timer: Timer
+) -> dict[str, dict[str, list[float]]]:
+    names = list(variants)
+    for name in names:
+        for _ in range(warmup):
+            variants[name]()
+    times = {name: {"ms": [], "others": []} for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            ms, others = timer(variants[name])
+            times[name]["ms"].append(ms)
+            times[name]["others"].append(others)
+    return times
+
+
+# -- the two modes -------------------------------------------------------------------------
+
+
+def _relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    return (
+        (ours.float() - ref.float()).abs().max() / ref.float().abs().max().clamp(min=1e-12)
+    ).item()
+
+
+def bilm_variants(config: BiLMConfig, batch: dict, device: torch.device, tolerance: float):
+    ours = BiLM(config).to(device).train()
+    ref = ref_impl.build_like(ours).train()
+    fwd = batch["fwd_chars"].to(device)
+    bwd = fwd.flip(1) if ours.n_directions == 2 else None
+
+    def ours_loss() -> torch.Tensor:
+        _, layers, _ = ours.run_streams(fwd, bwd)
+        return layers[-1].float().sum()
+
+    def ref_loss() -> torch.Tensor:
+        _, layers = ref(fwd)
+        return sum(per_layer[-1].sum() for per_layer in layers)
+
+    # Agreement of every layer, both directions, and of all gradients, before timing.
+    tokens, layers, _ = ours.run_streams(fwd, bwd)
+    ref_tokens, ref_layers = ref(fwd)
+    errors = [_relative_error(tokens[0], ref_tokens)]
+    for layer in range(config.lstm.n_layers):
+        errors.append(_relative_error(layers[layer][0], ref_layers[0][layer]))
+        if ours.n_directions == 2:
+            errors.append(_relative_error(layers[layer][1], ref_layers[1][layer].flip(1)))
+    check = {"max_relative_error": max(errors)}
+    layers[-1].sum().backward()
+    sum(per_layer[-1].sum() for per_layer in ref_layers).backward()
+    check["grad_relative_error"] = _grad_error(ours, ref)
+    _assert_agreement(check, tolerance)
+
+    def step(model: torch.nn.Module, loss: Callable[[], torch.Tensor], bf16: bool = False):
+        def call() -> None:
+            model.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                value = loss()
+            value.backward()
+
+        return call
+
+    variants = {
+        "reference": step(ref, ref_loss),
+        "ours": step(ours, ours_loss),
+        "ours bf16": step(ours, ours_loss, bf16=True),
+    }
+    return variants, check
+
+
+def step_variants(config: BiLMConfig, batch: dict, device: torch.device, tolerance: float, V: int):
+    ours = LanguageModel(config, V).to(device).train()
+    ref = ref_impl.build_like(ours).train()
+    batch = {key: value.to(device) for key, value in batch.items()}
+
+    # Agreement before timing: the same negatives (ours recorded, replayed to the reference).
+    replay: list = []
+    with ref_impl.recorded_negatives(replay):
+        loss = ours(batch).loss
+    ref.softmax.choice_func = ref_impl.replaying_choice(replay)
+    ref_loss = ref(batch)
+    ref.softmax.choice_func = ref_impl.choice
+    check = {"loss_ours": loss.item(), "loss_reference": ref_loss.item()}
+    check["max_relative_error"] = abs(loss.item() - ref_loss.item()) / abs(ref_loss.item())
+    loss.backward()
+    ref_loss.backward()
+    check["grad_relative_error"] = _grad_error(ours, ref)
+    _assert_agreement(check, tolerance)
+
+    def step(model: torch.nn.Module, loss: Callable[[], torch.Tensor], bf16: bool = False):
+        params = [p for p in model.parameters() if p.requires_grad]
+        # bilm-tf: Adagrad(lr 0.2, initial accumulator 1.0), global-norm clip 10.
+        optimizer = torch.optim.Adagrad(params, lr=0.2, initial_accumulator_value=1.0)
+
+        def call() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                value = loss()
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(params, 10.0)
+            optimizer.step()
+
+        return call
+
+    variants = {
+        "reference": step(ref, lambda: ref(batch)),
+        "ours": step(ours, lambda: ours(batch).loss),
+    }
+    # A separate copy of ours for bf16, so its optimizer state is its own.
+    ours_bf16 = LanguageModel(config, V).to(device).train()
+    ours_bf16.load_state_dict(ours.state_dict())
+    variants["ours bf16"] = step(ours_bf16, lambda: ours_bf16(batch).loss, bf16=True)
+    return variants, check
+
+
+def _grad_error(ours: torch.nn.Module, ref: torch.nn.Module) -> float:
+    """Max over parameters of max |grad_ours - grad_ref| / max |grad_ref|."""
+    ref_grads = ref_impl.grads_in_our_layout(ref)
+    errors = []
+    for name, param in ours.named_parameters():
+        if param.grad is not None and ref_grads[name].abs().max() > 0:
+            errors.append(_relative_error(param.grad, ref_grads[name]))
+    return max(errors)
+
+
+def _assert_agreement(check: dict, tolerance: float) -> None:
+    worst = max(check["max_relative_error"], check["grad_relative_error"])
+    assert worst <= tolerance, f"ours and the reference disagree: {check} (tolerance {tolerance})"
+
+
+# -- driver --------------------------------------------------------------------------------
+
+
+def fits(config: BiLMConfig, mode: str, B: int, T: int, V: int, device: torch.device) -> bool:
+    """Whether a rough peak-memory estimate of both models fits in 80 % of free memory."""
+    cnn, lstm = config.char_cnn, config.lstm
+    e, F, C, P = cnn.embedding_dim, cnn.n_filters, lstm.dim, lstm.projection_dim
+    L, N, D = cnn.max_characters_per_token, B * T, 2 if config.bidirectional else 1
+    params = sum(w * e * n for w, n in cnn.filters) + cnn.n_highway * 2 * F * F + F * P
+    params += D * lstm.n_layers * (2 * P * 4 * C + C * P)
+    # conv outputs and their gradients (transient, per width), highway, ~8 saved (B, 4C) per step
+    activations = 2 * N * max((L - w + 1) * n for w, n in cnn.filters) + 8 * N * F
+    activations += 8 * N * 4 * C * lstm.n_layers * D
+    if mode == "step":
+        params += V * (P + 1)
+        activations += 4 * D * N * (min(8192, V // 2) + 1)
+    need = 4 * (3 * 3 * params + 2 * activations)  # 3 models (weights, grads, Adagrad)
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        free = int(info["MemAvailable"].split()[0]) * 1024
+    return need < 0.8 * free
+
+
+def machine(device: torch.device) -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def summarise(times: dict, tokens: int, flops: float, peaks: dict | None) -> list[dict]:
+    rows = []
+    for name, t in times.items():
+        ms = statistics.median(t["ms"])
+        ratios = [r / v for r, v in zip(times["reference"]["ms"], t["ms"], strict=True)]
+        row = {
+            "implementation": name,
+            "median_ms": ms,
+            "min_ms": min(t["ms"]),
+            "max_ms": max(t["ms"]),
+            "tokens_per_s": tokens / (ms / 1e3),
+            "speedup": statistics.median(ratios),
+            "model_gflops_per_s": flops / (ms / 1e3) / 1e9,
+            "others_cores": statistics.median(t["others"]),
+            "ms": t["ms"],
+        }
+        if peaks is not None:
+            peak = peaks["bf16" if "bf16" in name else "fp32"]
+            row["mfu"] = row["model_gflops_per_s"] / 1e3 / peak
+        rows.append(row)
+    return rows
+
+
+def print_table(mode: str, results: list[dict]) -> None:
+    mfu = any("mfu" in r for res in results for r in res["rows"])
+    head = (
+        "| preset | implementation | median ms | min..max ms | tokens/s | × ref | model GFLOP/s |"
+    )
+    head += " MFU |" * mfu + " others |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for res in results:
+        for r in res["rows"]:
+            cells = [
+                res["preset"],
+                r["implementation"],
+                f"{r['median_ms']:.0f}",
+                f"{r['min_ms']:.0f}..{r['max_ms']:.0f}",
+                f"{r['tokens_per_s']:.0f}",
+                f"×{r['speedup']:.2f}",
+                f"{r['model_gflops_per_s']:.1f}",
+            ]
+            if mfu:
+                cells.append(f"{100 * r['mfu']:.2f} %")
+            cells.append(f"{r['others_cores']:.2f}")
+            print("| " + " | ".join(cells) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["bilm", "step", "all"], default="all")
+    parser.add_argument("--presets", default="tiny,elmo_small", help="comma-separated")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20, help="unroll length T")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="calls per variant (+1 check)")
+    parser.add_argument("--types", type=int, default=50_000, help="synthetic word types")
+    parser.add_argument("--zipf", type=float, default=1.0)
+    parser.add_argument("--vocab-size", type=int, default=100_000, help="step mode: V")
+    parser.add_argument("--negatives", type=int, default=None, help="default min(8192, V//2)")
+    parser.add_argument("--no-bf16", action="store_true", help="skip the `ours bf16` rows")
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="fp32 agreement")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="fp32 peak (MFU)")
+    parser.add_argument("--peak-tflops-bf16", type=float, default=None, help="bf16 peak (MFU)")
+    parser.add_argument("--quiet-wait", type=float, default=20.0, help="max s per call")
+    parser.add_argument("--quiet-budget", type=float, default=90.0, help="max s of waiting")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="write all results here")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    names = [n for n in args.presets.split(",") if n]
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        parser.error(f"unknown preset(s) {unknown}; choose from {', '.join(PRESETS)}")
+    V = args.vocab_size
+    n_negatives = args.negatives or min(8192, V // 2)
+    if not 0 < n_negatives < V or args.types > V:
+        parser.error("need 0 < --negatives < --vocab-size and --types <= --vocab-size")
+    peaks = None
+    if args.peak_tflops or args.peak_tflops_bf16:
+        peaks = {"fp32": args.peak_tflops or math.nan, "bf16": args.peak_tflops_bf16 or math.nan}
+    elif device.type == "cuda" and "H100" in torch.cuda.get_device_name(device):
+        peaks = H100_PEAK_TFLOPS
+    elif device.type == "cuda" and "H200" in torch.cuda.get_device_name(device):
+        peaks = H100_PEAK_TFLOPS
+
+    info = machine(device)
+    print(f"# elmo-train benchmark, {info['date']}")
+    gpu = f" ({info['gpu']})" if "gpu" in info else ""
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['threads']} torch threads, "
+        f"torch {info['torch']}, python {info['python']}, device {device}{gpu}"
+    )
+    print(f"command: python {' '.join(sys.argv)}")
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # the reference sampler draws from numpy's global state
+    type_chars = synthetic_types(args.types, rng)
+    batch = make_batch(type_chars, args.batch_size, args.steps, args.zipf, rng)
+    n_tokens = args.batch_size * args.steps
+    unique = torch.unique(batch["fwd_chars"].reshape(n_tokens, -1), dim=0).shape[0]
+    print(
+        f"batch: {args.batch_size} x {args.steps} = {n_tokens} positions, Zipf({args.zipf}) over "
+        f"{args.types} types: {unique} distinct ({100 * unique / n_tokens:.0f} %); "
+        f"{args.rounds} rounds, {args.warmup} warm-up + 1 check call per variant"
+    )
+
+    timer = Timer(device, args.quiet_wait, args.quiet_budget if device.type == "cpu" else 0.0)
+    modes = ["bilm", "step"] if args.mode == "all" else [args.mode]
+    report = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "modes": {}}
+    for mode in modes:
+        print()
+        if mode == "bilm":
+            print("## biLM forward + backward (char CNN + LSTMs, no softmax)")
+        else:
+            print(
+                f"## training step (biLM + sampled softmax V={V}, {n_negatives} negatives, "
+                "backward, clip 10, Adagrad)"
+            )
+        results = []
+        for name in names:
+            config = preset(name)
+            config.dropout = 0.0
+            if mode == "step":
+                config.softmax = dataclasses.replace(
+                    config.softmax, kind="sampled", n_negatives=n_negatives
+                )
+            if not fits(config, mode, args.batch_size, args.steps, V, device):
+                print(f"{name}: skipped, does not fit in memory")
+                continue
+            torch.manual_seed(args.seed)
+            if mode == "bilm":
+                variants, check = bilm_variants(config, batch, device, args.tolerance)
+            else:
+                variants, check = step_variants(config, batch, device, args.tolerance, V)
+            if args.no_bf16:
+                del variants["ours bf16"]
+            times = run_rounds(variants, args.rounds, args.warmup, timer)
+            macs = macs_per_token(config, n_negatives if mode == "step" else None)
+            flops = 6 * sum(macs.values()) * n_tokens  # 2 x MACs forward, x 3 with backward
+            rows = summarise(times, n_tokens, flops, peaks)
+            results.append({"preset": name, "rows": rows, "check": check, "macs": macs})
+            print(
+                f"{name}: agreement ok (max relative error: outputs/loss "
+                f"{check['max_relative_error']:.1e}, gradients {check['grad_relative_error']:.1e})"
+            )
+        print()
+        print_table(mode, results)
+        for res in results:
+            if res["preset"] == "elmo_small":
+                speedup = next(r["speedup"] for r in res["rows"] if r["implementation"] == "ours")
+                verdict = "met" if speedup >= TARGETS[mode] else "NOT met"
+                print(f"\ntarget elmo_small ≥ ×{TARGETS[mode]} (fp32): ×{speedup:.2f}, {verdict}")
+        report["modes"][mode] = results
+    print(f"\nwaited {timer.waited:.0f} s in all for other processes to leave the CPU quiet")
+    if args.json:
+        report["waited_s"] = timer.waited
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
