@@ -80,7 +80,7 @@ def find_contexts(
     ]
 
 
-# --- the math: pure functions of the vectors ----------------------------------------------------
+# --- the math: pure functions of the vectors ------------------------------------------------------
 
 
 def cosine_similarities(vectors: torch.Tensor) -> torch.Tensor:
@@ -119,7 +119,7 @@ def layer_neighbours(
     return LayerNeighbours(layer, False, nearest, similarity, n_same_sense)
 
 
-# --- running a model --------------------------------------------------------------------------
+# --- running a model ------------------------------------------------------------------------------
 
 
 def nearest_contexts(
@@ -137,9 +137,9 @@ def nearest_contexts(
     contexts = find_contexts(sentences, word, senses)
     if len(contexts) < 2:
         raise ValueError(f"{word!r} occurs in {len(contexts)} sentences; need at least 2")
-    layers = range(embedder.n_layers) if layers is None else layers
+    layers = list(range(embedder.n_layers) if layers is None else layers)
     if not all(0 <= i < embedder.n_layers for i in layers):
-        raise ValueError(f"layers {list(layers)}: the model has layers 0..{embedder.n_layers - 1}")
+        raise ValueError(f"layers {layers}: the model has layers 0..{embedder.n_layers - 1}")
     embeddings = embedder.embed([c.tokens for c in contexts], batch_size)
     # (L+1, N, dim): each context's vector of the word at every layer
     vectors = torch.stack([e[:, c.position] for e, c in zip(embeddings, contexts, strict=True)], 1)
@@ -149,7 +149,7 @@ def nearest_contexts(
     )
 
 
-# --- printing ---------------------------------------------------------------------------------
+# --- printing -------------------------------------------------------------------------------------
 
 
 def layer_name(layer: int) -> str:
@@ -169,8 +169,7 @@ def accuracy_text(layer: LayerNeighbours) -> str:
 
 
 def neighbour_lines(result: NearestContexts, layer: LayerNeighbours, full: bool) -> list[str]:
-    """`i sense context -> j sense similarity [context]` per context; `full` adds the neighbour's
-    sentence."""
+    """`i sense context -> j sense similarity`, one line per context; `full` adds j's context."""
     if layer.context_free:
         return [
             f"  context-free: every context gives [{result.word}] the same vector "
@@ -183,7 +182,7 @@ def neighbour_lines(result: NearestContexts, layer: LayerNeighbours, full: bool)
     labels = [f"{k + 1:>2} {c.sense or '':<{sense_width}}" for k, c in enumerate(contexts)]
     lines = []
     for i, j in enumerate(layer.nearest):
-        line = f"  {labels[i]} {snippets[i]:<{width}}  -> {labels[j]} {layer.similarity[i]:.2f}"
+        line = f"  {labels[i]} {snippets[i]:<{width}}  -> {labels[j]} {layer.similarity[i]:.3f}"
         lines.append(f"{line}  {snippets[j]}" if full else line)
     return lines
 
@@ -210,15 +209,23 @@ def format_table(result: NearestContexts) -> str:
 
 
 def demo_report(embedder: Embedder) -> str:
-    """Nearest held-out contexts of every demo word and the per-layer sense accuracy."""
+    """Nearest held-out contexts of every demo word and the per-layer sense accuracy.
+
+    The contexts of a word are minimal pairs (`demo_contexts`): what the report shows is that the
+    contextual layers separate them and the token layer cannot. It is no measure of how well the
+    model learned senses: a biLM with random weights separates these pairs too, because their
+    words differ.
+    """
     results = []
     for word in DEMO_WORDS:
         senses, sentences = zip(*demo_contexts(word), strict=True)
         results.append(nearest_contexts(embedder, list(sentences), word, senses=list(senses)))
     top = embedder.n_layers - 1
     lines = [
-        "Contextual embeddings on held-out demo sentences: each context of an ambiguous word "
-        f"-> its nearest other context at the top layer, {layer_name(top)}, cosine similarity"
+        "Contextual embeddings: held-out sentences that share one frame per ambiguous word and "
+        "differ in the words of its sense.",
+        f"Each context -> its nearest other context at the top layer, {layer_name(top)}, by "
+        "cosine similarity:",
     ]
     for result in results:
         lines.append(result.word)

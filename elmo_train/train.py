@@ -98,9 +98,9 @@ def train(cfg: DictConfig) -> dict:
         f"init: resumed from {ckpt_path}" if ckpt_path else initialize(module.lm, init, vocab)
     )
 
-    # 4. Callbacks and loggers.
-    callbacks = [instantiate(c, "callbacks") for c in cfg.callbacks.values()]
-    loggers = [instantiate(c, "logger") for c in cfg.logger.values()]
+    # 4. Callbacks and loggers (`callbacks.NAME=null` switches one off).
+    callbacks = [instantiate(c, "callbacks") for c in cfg.callbacks.values() if c is not None]
+    loggers = [instantiate(c, "logger") for c in cfg.logger.values() if c is not None]
 
     # 5. Trainer. The training stream is infinite, so its length is in steps; an epoch is the
     # real token count of the corpus split over all ranks.

@@ -1,1 +1,1 @@
-"""Subcommands of `elmo`: each module has `HELP`, `add_arguments(parser)` and `run(args)`."""
+"""One module per `elmo` subcommand: `add_arguments(parser)` and `run(args)` (help text in cli.COMMANDS)."""

@@ -10,6 +10,7 @@ the batches consumed, and rank 0's checkpoint is enough for every rank.
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -24,6 +25,9 @@ from elmo_train.errors import UserError
 from elmo_train.vocab import Vocabulary, build_vocabulary
 
 SPLITS = ("train", "valid", "test")
+
+# Evaluation streams define an exact `__len__` that already accounts for ranks and workers.
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 
 class ElmoDataModule(L.LightningDataModule):

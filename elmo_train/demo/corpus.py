@@ -2,9 +2,9 @@
 their senses apart.
 
 Every ambiguous word has two senses, and each sense has its own context vocabulary (who acts on
-it, what is done to it, what it does, where it is), so a tiny biLM trained for a couple of
-minutes can tell the senses apart from context, while the token layer, which sees only the word,
-cannot. Neutral filler sentences make up the rest. The vocabulary and templates were written for
+it, what is done to it, what it does, where it is), so a biLM's contextual layers can tell the
+senses apart while its token layer, which sees only the word, cannot. Neutral filler sentences
+make up the rest. The vocabulary and templates were written for
 this project. Text is tokenized like the PTB (lowercase, punctuation split off), one sentence
 per line.
 
@@ -22,6 +22,7 @@ SPLIT_SEEDS = {"train": 1, "valid": 2}
 SPLIT_TOKENS = {"train": 200_000, "valid": 12_000}  # each split stops at the first line past it
 AMBIGUOUS_SHARE = 0.6  # of sentences; the rest are filler
 DEMO_CONTEXTS_PER_SENSE = 3
+_DEMO_DRAWS = 100  # random fillings of a template tried per sense
 
 
 @dataclass(frozen=True)
@@ -418,24 +419,27 @@ def _corpus_sentences() -> frozenset[str]:
 def demo_contexts(word: str) -> list[tuple[str, list[str]]]:
     """Held-out `(sense, tokens)` examples of `word`, `DEMO_CONTEXTS_PER_SENSE` per sense.
 
-    Each comes from a different template, so contexts of one sense differ in structure, and
-    none appears in train.txt or valid.txt. Grouped by sense, in `DEMO_WORDS[word]` order.
+    All examples of a word share one framed template, so they differ only in the sense
+    vocabulary around the word: sentence structure alone cannot pair them up, and a tiny biLM's
+    vectors are dominated by structure when it varies. None appears in train.txt or valid.txt.
+    Grouped by sense, in `DEMO_WORDS[word]` order.
     """
     if word not in SENSES:
         raise ValueError(f"{word!r} is not a demo word; choose one of {', '.join(SENSES)}")
     seen = _corpus_sentences()
     rng = random.Random(f"demo contexts of {word}")
-    contexts = []
-    for sense in SENSES[word]:
-        templates_used, lines = set(), []
-        while len(lines) < DEMO_CONTEXTS_PER_SENSE:
-            template = rng.choice(FRAMED_TEMPLATES)
-            line = ambiguous_sentence(rng, template, word, sense)
-            if template not in templates_used and line not in seen:
-                templates_used.add(template)
-                lines.append(line)
-        contexts += [(sense.name, line.split()) for line in lines]
-    return contexts
+    # A frame with few fillings may have all of them in the corpus: then try the next one.
+    for template in rng.sample(FRAMED_TEMPLATES, len(FRAMED_TEMPLATES)):
+        contexts = []
+        for sense in SENSES[word]:
+            draws = (ambiguous_sentence(rng, template, word, sense) for _ in range(_DEMO_DRAWS))
+            fresh = [line for line in dict.fromkeys(draws) if line not in seen]
+            contexts += [(sense.name, line.split()) for line in fresh[:DEMO_CONTEXTS_PER_SENSE]]
+        if len(contexts) == DEMO_CONTEXTS_PER_SENSE * len(SENSES[word]):
+            return contexts
+    raise AssertionError(
+        f"no framed template has {DEMO_CONTEXTS_PER_SENSE} unseen {word!r} examples"
+    )
 
 
 def main() -> None:

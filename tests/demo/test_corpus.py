@@ -105,6 +105,12 @@ def test_demo_contexts_are_held_out_and_labelled(lines, word):
         assert text not in corpus
         assert tokens.count(word) == 1
         assert senses_in(text, word) == {sense}
+        # framed: both neighbours of the word belong to its sense
+        vocabulary = next(s for s in SENSES[word] if s.name == sense)
+        at = tokens.index(word)
+        assert tokens[at - 1] in vocabulary.adjectives
+        starts = {p.split()[0] for p in vocabulary.predicates + vocabulary.details}
+        assert tokens[at + 1] in starts
     assert demo_contexts(word) == contexts
 
 
