@@ -130,6 +130,8 @@ def train(cfg: DictConfig) -> dict:
         "command": " ".join(["elmo train", *HydraConfig.get().overrides.task]),
         "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
     }
+    for logger in trainer.loggers:  # the resolved config, as wandb and TensorBoard show it
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
         print(
             f"training {sum(p.numel() for p in module.parameters()):,} parameters for "

@@ -376,7 +376,7 @@ def summarise(times: dict, tokens: int, flops: float, peaks: dict | None) -> lis
     return rows
 
 
-def print_table(mode: str, results: list[dict]) -> None:
+def print_table(results: list[dict]) -> None:
     mfu = any("mfu" in r for res in results for r in res["rows"])
     head = (
         "| preset | implementation | median ms | min..max ms | tokens/s | × ref | model GFLOP/s |"
@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{check['max_relative_error']:.1e}, gradients {check['grad_relative_error']:.1e})"
             )
         print()
-        print_table(mode, results)
+        print_table(results)
         for res in results:
             if res["preset"] == "elmo_small":
                 speedup = next(r["speedup"] for r in res["rows"] if r["implementation"] == "ours")

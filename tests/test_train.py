@@ -68,6 +68,32 @@ def test_config_groups_compose(group, corpus, cache, tmp_path):
     OmegaConf.resolve(cfg)
 
 
+def test_wandb_offline_records_the_resolved_config(corpus, cache, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose_train_config(
+        ["logger=wandb", "export=false", "test=false", *fast_overrides(corpus, tmp_path, cache)]
+    )
+    train(cfg)
+    import wandb
+
+    wandb.finish()
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert runs, "no offline wandb run was written"
+    record = runs[0].read_bytes()  # the run's config travels inside the offline record
+    assert b"projection_dim" in record and b"batch_size" in record and b"run_dir" in record
+
+
+def test_bf16_mixed_precision_runs_on_cpu(corpus, cache, tmp_path):
+    cfg = compose_train_config(
+        ["trainer.precision=bf16-mixed", "export=false", "test=false",
+         *fast_overrides(corpus, tmp_path, cache)]
+    )  # fmt: skip
+    results = train(cfg)
+    assert 1 < results["valid"]["ppl"] < 1e6
+
+
 def test_misspelled_key_is_an_error(corpus, cache, tmp_path):
     with pytest.raises(Exception, match="trian"):
         compose_train_config(["data.trian=x", *fast_overrides(corpus, tmp_path, cache)])
