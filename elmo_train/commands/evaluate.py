@@ -16,8 +16,6 @@ from elmo_train.evaluate import evaluate, evaluation_vocabulary, format_table, i
 from elmo_train.vocab import Vocabulary
 from elmo_train.weights import VOCAB, load_model_dir
 
-HELP = "held-out perplexity with the full softmax: forward, backward, combined"
-
 
 def default_cache_dir() -> str:
     """Where prepared stores are cached: `$ELMO_TRAIN_CACHE`, as `elmo train`'s data configs."""

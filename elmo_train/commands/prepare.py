@@ -9,8 +9,6 @@ from elmo_train.data.tokenizer import make_tokenizer
 from elmo_train.errors import UserError
 from elmo_train.vocab import Vocabulary
 
-HELP = "turn text files into the training store (token ids, offsets, char ids), cached by content"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -14,8 +14,6 @@ from elmo_train.probe import (
     wsd_probe,
 )
 
-HELP = "per-layer intrinsic probes: word sense (wsd) and part of speech (pos)"
-
 
 def _common(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("model (a model directory, or released bilm-tf files)")

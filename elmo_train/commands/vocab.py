@@ -7,8 +7,6 @@ from elmo_train.data.files import MAX_LINE_BYTES, SkipStats, resolve_inputs
 from elmo_train.data.tokenizer import TOKENIZERS, make_tokenizer
 from elmo_train.vocab import SPECIALS, build_vocabulary, write_counts
 
-HELP = "build an output vocabulary (bilm-tf format: <S>, </S>, <UNK>, then by descending count)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -7,6 +7,7 @@ log-uniform sampler and the adaptive clusters both rely on.
 """
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,7 @@ def sample_log_uniform(
     return ids, first
 
 
-class OutputLayer(nn.Module):
+class OutputLayer(nn.Module, ABC):
     """The interface of every output layer: mode dispatch and float32 arithmetic.
 
     Autocast is switched off inside the layer: bf16 keeps ~3 significant digits, so a logit of
@@ -68,14 +69,17 @@ class OutputLayer(nn.Module):
         with torch.autocast(hidden.device.type, enabled=False):
             return self._log_probs(hidden.float())
 
+    @abstractmethod
     def training_nll(self, hidden: Tensor, targets: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Per-row NLL `(N,)` of the training objective (sampled softmax: an approximation)."""
 
+    @abstractmethod
     def exact_nll(self, hidden: Tensor, targets: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Per-row NLL `(N,)` under the full distribution, in bounded memory."""
 
+    @abstractmethod
     def _log_probs(self, hidden: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The full `(N, V)` log-distribution."""
 
 
 class FullSoftmax(OutputLayer):
