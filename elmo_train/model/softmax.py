@@ -59,15 +59,20 @@ class OutputLayer(nn.Module, ABC):
 
     def forward(self, hidden: Tensor, targets: Tensor) -> Tensor:
         with torch.autocast(hidden.device.type, enabled=False):
-            hidden = hidden.float()
+            hidden = hidden.to(self.param_dtype)
             if self.training:
                 return self.training_nll(hidden, targets)
             return self.exact_nll(hidden, targets)
 
+    @property
+    def param_dtype(self) -> torch.dtype:
+        """The layer's own precision (float32 unless the whole model was cast), never autocast's."""
+        return next(self.parameters()).dtype
+
     def log_probs(self, hidden: Tensor) -> Tensor:
         """The exact log-distribution over the vocabulary, `(N, V)`."""
         with torch.autocast(hidden.device.type, enabled=False):
-            return self._log_probs(hidden.float())
+            return self._log_probs(hidden.to(self.param_dtype))
 
     @abstractmethod
     def training_nll(self, hidden: Tensor, targets: Tensor) -> Tensor:

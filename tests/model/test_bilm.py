@@ -102,3 +102,9 @@ def test_language_model_trains_on_a_tiny_batch():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.5 * first
+
+
+def test_language_model_runs_in_float64():
+    lm = LanguageModel(preset("tiny"), vocab_size=20).double().eval()
+    batch = _batch()
+    assert lm(batch).loss.dtype == torch.float64
