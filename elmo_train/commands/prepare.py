@@ -2,7 +2,11 @@
 
 import argparse
 
-from elmo_train.commands.vocab import add_tokenizer_arguments, default_num_proc
+from elmo_train.commands.vocab import (
+    add_input_argument,
+    add_num_proc_argument,
+    add_tokenizer_arguments,
+)
 from elmo_train.data.files import resolve_inputs
 from elmo_train.data.store import prepare
 from elmo_train.data.tokenizer import make_tokenizer
@@ -11,13 +15,7 @@ from elmo_train.vocab import Vocabulary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--input",
-        nargs="+",
-        required=True,
-        metavar="GLOB",
-        help="text files or globs, one tokenized sentence per line",
-    )
+    add_input_argument(parser)
     parser.add_argument(
         "--vocab", required=True, help="output vocabulary (vocab.txt from elmo vocab)"
     )
@@ -29,12 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "tokenizer, so training with the same data and cache directory reuses it",
     )
     add_tokenizer_arguments(parser, train=False)
-    parser.add_argument(
-        "--num-proc",
-        type=int,
-        default=default_num_proc(),
-        help="worker processes (default: %(default)s)",
-    )
+    add_num_proc_argument(parser)
     parser.add_argument(
         "--force", action="store_true", help="rebuild even if a cached store matches"
     )

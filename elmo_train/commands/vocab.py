@@ -9,13 +9,7 @@ from elmo_train.vocab import SPECIALS, build_vocabulary, write_counts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--input",
-        nargs="+",
-        required=True,
-        metavar="GLOB",
-        help="text files or globs, one tokenized sentence per line",
-    )
+    add_input_argument(parser)
     parser.add_argument("--output", required=True, help="vocabulary file to write (vocab.txt)")
     parser.add_argument(
         "--min-count",
@@ -31,6 +25,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--counts", metavar="FILE", help="also write word<TAB>count in vocabulary order"
     )
     add_tokenizer_arguments(parser)
+    add_num_proc_argument(parser)
+
+
+def add_input_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="GLOB",
+        help="text files or globs, one tokenized sentence per line",
+    )
+
+
+def add_num_proc_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-proc",
         type=int,
