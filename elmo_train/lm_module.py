@@ -49,8 +49,8 @@ class BiLMModule(L.LightningModule):
         self.card: dict = {}  # model-card facts (data, command), saved for `elmo export`
         self.plateau = PlateauHalving(self.optimizer_config)
         self._train_state: LSTMState | None = None
-        self._val_state: LSTMState | None = None
-        self._val_sums: torch.Tensor | None = None  # (D + 1,): NLL sum per direction, targets
+        self._val_states: list[LSTMState | None] = []
+        self._val_sums: list[torch.Tensor] = []
         self._step_ends: deque[float] = deque(maxlen=21)  # wall clock of recent step ends
 
     @property
@@ -92,25 +92,38 @@ class BiLMModule(L.LightningModule):
 
     # --- validation: exact full softmax, token-weighted, state carried as bilm-tf's test ------
 
+    def _eval_splits(self) -> tuple[str, ...]:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return getattr(datamodule, "val_splits", ("valid",))
+
     def on_validation_epoch_start(self) -> None:
-        self._val_state = None
-        self._val_sums = torch.zeros(
-            len(self.directions) + 1, device=self.device, dtype=torch.float64
-        )
+        # One carried state and one (D + 1,) sum (NLL per direction, targets) per dataloader.
+        splits = self._eval_splits()
+        self._val_states = [None] * len(splits)
+        self._val_sums = [
+            torch.zeros(len(self.directions) + 1, device=self.device, dtype=torch.float64)
+            for _ in splits
+        ]
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        out = self.lm(batch, self._val_state)
-        self._val_state = out.state
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx=0):
+        out = self.lm(batch, self._val_states[dataloader_idx])
+        self._val_states[dataloader_idx] = out.state
         n = out.n_targets.double()
-        self._val_sums += torch.stack([*(nll.double() * n for nll in out.nll), n])
+        self._val_sums[dataloader_idx] += torch.stack([*(nll.double() * n for nll in out.nll), n])
 
-    def on_validation_epoch_end(self) -> None:
-        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+    def _log_perplexities(self, index: int, prefix: str) -> dict[str, float]:
+        sums = self.trainer.strategy.reduce(self._val_sums[index], reduce_op="sum")
         metrics = perplexities(sums, self.directions)
         for name, value in metrics.items():
-            self.log(f"val/{name}", value, sync_dist=False)
-        if self.optimizer_config.name == "sgd" and not self.trainer.sanity_checking:
-            self.plateau.step(self.optimizers().optimizer, metrics["ppl"])
+            self.log(f"{prefix}/{name}", value, sync_dist=False)
+        return metrics
+
+    def on_validation_epoch_end(self) -> None:
+        for index, split in enumerate(self._eval_splits()):
+            metrics = self._log_perplexities(index, "val" if split == "valid" else split)
+            if index == 0 and self.optimizer_config.name == "sgd":
+                if not self.trainer.sanity_checking:
+                    self.plateau.step(self.optimizers().optimizer, metrics["ppl"])
 
     def test_step(self, batch, batch_idx) -> None:
         self.validation_step(batch, batch_idx)
@@ -119,14 +132,14 @@ class BiLMModule(L.LightningModule):
         self.on_validation_epoch_start()
 
     def on_test_epoch_end(self) -> None:
-        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
-        for name, value in perplexities(sums, self.directions).items():
-            self.log(f"test/{name}", value)
+        self._log_perplexities(0, "test")
 
     # --- optimiser ------------------------------------------------------------------------
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.optimizer_config, self.parameters())
+        # Lightning refuses to clip the gradients of a fused optimizer under mixed precision.
+        fused = "mixed" not in str(self.trainer.precision)
+        optimizer = build_optimizer(self.optimizer_config, self.parameters(), fused)
         if self.optimizer_config.name != "adamw":
             return optimizer
         schedule = warmup_decay(self.optimizer_config, self.trainer.max_steps)

@@ -63,6 +63,7 @@ import reference_impl as ref_impl  # noqa: E402
 from elmo_train.chars import word_to_char_ids  # noqa: E402
 from elmo_train.model.bilm import BiLM, LanguageModel  # noqa: E402
 from elmo_train.model.config import PRESETS, BiLMConfig, preset  # noqa: E402
+from elmo_train.optim import OptimizerConfig, build_optimizer  # noqa: E402
 
 H100_PEAK_TFLOPS = {"fp32": 67.0, "bf16": 989.0}  # dense, SXM; the H200 has the same compute
 TARGETS = {"bilm": 1.5, "step": 2.0}  # elmo_small speedup over the reference (issues 2 and 6)
@@ -268,8 +269,12 @@ def step_variants(config: BiLMConfig, batch: dict, device: torch.device, toleran
 
     def step(model: torch.nn.Module, loss: Callable[[], torch.Tensor], bf16: bool = False):
         params = [p for p in model.parameters() if p.requires_grad]
-        # bilm-tf: Adagrad(lr 0.2, initial accumulator 1.0), global-norm clip 10.
-        optimizer = torch.optim.Adagrad(params, lr=0.2, initial_accumulator_value=1.0)
+        # bilm-tf: Adagrad(lr 0.2, initial accumulator 1.0), global-norm clip 10. Ours is built
+        # as `elmo train` builds it; the reference is torch's default Adagrad, as AllenNLP's.
+        if model is ref:
+            optimizer = torch.optim.Adagrad(params, lr=0.2, initial_accumulator_value=1.0)
+        else:
+            optimizer = build_optimizer(OptimizerConfig(lr=0.2), params)
 
         def call() -> None:
             optimizer.zero_grad(set_to_none=True)

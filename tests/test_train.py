@@ -16,6 +16,7 @@ from train_helpers import (
 )
 
 from elmo_train.config import config_dir
+from elmo_train.errors import UserError
 from elmo_train.train import AtomicCheckpointIO, train
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
@@ -43,6 +44,24 @@ def test_default_run_trains_evaluates_and_exports(corpus, cache, tmp_path):
         assert (model / name).is_file(), name
     assert "perplexity (full softmax)" in (model / "README.md").read_text()
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_val_splits_records_the_test_curve_at_every_validation(corpus, cache, tmp_path):
+    overrides = ["data.val_splits=[valid,test]", "val_every=2", "export=false"]
+    cfg = compose_train_config(overrides + fast_overrides(corpus, tmp_path, cache, steps=4))
+    results = train(cfg)
+    with open(tmp_path / "logs" / "metrics.csv") as f:
+        rows = [row for row in csv.DictReader(f) if row["val/ppl"]]
+    assert [int(row["step"]) for row in rows[:2]] == [1, 3]  # validations after steps 2 and 4
+    assert all(row["test/ppl"] and row["test/ppl"] != row["val/ppl"] for row in rows)
+    # The last validation scored the final weights: its test figure is trainer.test's.
+    assert float(rows[1]["test/ppl"]) == pytest.approx(results["test"]["ppl"], rel=1e-6)
+
+
+def test_val_splits_must_start_with_valid(corpus, cache, tmp_path):
+    cfg = compose_train_config(["data.val_splits=[test]", *fast_overrides(corpus, tmp_path, cache)])
+    with pytest.raises(UserError, match="val_splits"):
+        train(cfg)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -38,6 +38,8 @@ class ElmoDataModule(L.LightningDataModule):
     `sentencepiece` with `sp_model` (trained on `train` with `sp_vocab_size` pieces if the file
     does not exist; None keeps it in the cache). Batches are `(batch_size, window)` packed rows
     (`mode="stream"`) or one sentence per row (`mode="sentence"`); see `stream.BatchStream`.
+    `val_splits`: the splits scored at every validation, in order (`["valid", "test"]` records
+    the test curve too; `valid` stays first: learning-rate schedules watch it).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class ElmoDataModule(L.LightningDataModule):
         max_sentence_tokens: int = 400,
         cache_dir: str = "~/.cache/elmo-train",
         num_proc: int = 2,
+        val_splits: list[str] | tuple[str, ...] = ("valid",),
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -84,6 +87,13 @@ class ElmoDataModule(L.LightningDataModule):
             raise UserError("data.num_workers and data.seed must be 0 or more")
         if not train:
             raise UserError("data.train is empty: give the training text files or globs")
+        val_splits = tuple(val_splits)
+        if not val_splits or val_splits[0] != "valid" or not set(val_splits) <= {"valid", "test"}:
+            raise UserError(
+                f"data.val_splits={list(val_splits)}: use [valid] or [valid, test] (valid first)"
+            )
+        if "test" in val_splits and not test:
+            raise UserError("data.val_splits includes test but data.test is not set")
         self.patterns = {"train": train, "valid": valid, "test": test}
         self.vocab_path = vocab
         self.batch_size = batch_size
@@ -103,6 +113,7 @@ class ElmoDataModule(L.LightningDataModule):
         self.max_sentence_tokens = max_sentence_tokens
         self.cache_dir = Path(os.path.expanduser(cache_dir))
         self.num_proc = num_proc
+        self.val_splits = val_splits
         self.vocab: Vocabulary | None = None
         self.stores: dict[str, CorpusStore] = {}
         self._start_step = 0
@@ -250,7 +261,10 @@ class ElmoDataModule(L.LightningDataModule):
         return self._loader(self.train_stream())
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.eval_stream("valid")) if "valid" in self.stores else []
+        if "valid" not in self.stores:
+            return []
+        loaders = [self._loader(self.eval_stream(split)) for split in self.val_splits]
+        return loaders[0] if len(loaders) == 1 else loaders
 
     def test_dataloader(self) -> DataLoader | list:
         return self._loader(self.eval_stream("test")) if "test" in self.stores else []

@@ -71,8 +71,36 @@ class CharEncoder(nn.Module):
             nn.init.zeros_(self.projection.bias)
 
     def encode_types(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """Embeddings of `(N, 50)` char-id rows, one row per token type: `(N, P)`."""
-        x = self.embedding(char_ids)  # (N, 50, dim), channels last
+        """Embeddings of `(N, C)` char-id rows, one row per token type: `(N, P)`.
+
+        A row is constant after its word (padding chars), so every window that starts past the
+        word is the same window and max-pooling needs only one of them: cutting the columns at
+        the longest word + the widest filter is exact. Rows are sorted by word length and cut in
+        two groups, split where the total work is least, so a batch's few long tokens do not
+        make every short word pay for all C columns.
+        """
+        N, C = char_ids.shape
+        columns = torch.arange(1, C + 1, device=char_ids.device)
+        lengths = ((char_ids != char_ids[:, -1:]) * columns).amax(dim=1)  # (N,) word extent
+        lengths, order = lengths.sort()
+        widest = max(width for width, _ in self.config.filters)
+        spans = (lengths + widest).clamp(max=C)  # (N,) columns row i needs, non-decreasing
+        # Work of splitting after row k: (k + 1) rows cut at spans[k], the rest at spans[-1].
+        rows = torch.arange(1, N + 1, device=char_ids.device)
+        work = rows * spans + (N - rows) * spans[-1]
+        split = int(work.argmin()) + 1
+        groups = [(0, split, spans[split - 1]), (split, N, spans[-1])]
+        pooled = torch.cat(
+            [self.pool(char_ids[order[a:b], : int(span)]) for a, b, span in groups if b > a]
+        )  # (N, n_filters), sorted rows
+        h = pooled.index_select(0, order.argsort())  # (N, n_filters), input order
+        for highway in self.highways:
+            h = highway(h)
+        return self.projection(h) if self.projection is not None else h
+
+    def pool(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Max-pooled convolution features of `(N, C')` char-id rows: `(N, n_filters)`."""
+        x = self.embedding(char_ids)  # (N, C', dim), channels last
         N, L, dim = x.shape
         activation = torch.relu if self.config.activation == "relu" else torch.tanh
         pooled = []
@@ -85,10 +113,7 @@ class CharEncoder(nn.Module):
             y = torch.addmm(conv.bias, windows, conv.weight.view(n, dim * width).t())  # (N*L', n)
             # Max-pool over all valid positions, then the activation, as bilm-tf.
             pooled.append(activation(y.view(N, L - width + 1, n).max(dim=1).values))  # (N, n)
-        h = torch.cat(pooled, dim=-1)  # (N, n_filters)
-        for highway in self.highways:
-            h = highway(h)
-        return self.projection(h) if self.projection is not None else h
+        return torch.cat(pooled, dim=-1)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         # The CNN runs once per distinct token in the batch (tokens follow Zipf's law); indexing

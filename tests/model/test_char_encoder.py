@@ -23,6 +23,28 @@ def test_dedup_matches_per_token_encoding_values_and_gradients():
         torch.testing.assert_close(a, b)
 
 
+def test_columns_cut_past_each_word_match_all_50_columns_values_and_gradients():
+    # Short words, a 48-char token (its group keeps all 50 columns) and the padding token: the
+    # two length groups and the cut must give exactly what pooling over all columns gives.
+    encoder = _encoder()
+    words = [["a", "bank", "x" * 48, "river"], ["of", "the", "unbelievable"]]
+    types = batch_to_ids(words).view(-1, 50)  # (8, 50) with one all-zero padding row
+
+    def full_columns(char_ids):
+        h = encoder.pool(char_ids)
+        for highway in encoder.highways:
+            h = highway(h)
+        return encoder.projection(h)
+
+    cut, full = encoder.encode_types(types), full_columns(types)
+    torch.testing.assert_close(cut, full)
+    weights = torch.randn_like(cut)
+    grads_cut = torch.autograd.grad((cut * weights).sum(), list(encoder.parameters()))
+    grads_full = torch.autograd.grad((full * weights).sum(), list(encoder.parameters()))
+    for a, b in zip(grads_cut, grads_full, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_highway_gate_starts_near_identity_and_padding_row_stays_zero():
     encoder = _encoder()
     assert torch.all(encoder.highways[0].gate.bias == -2.0)
