@@ -10,17 +10,21 @@ def _encoder() -> CharEncoder:
     return CharEncoder(config, output_dim=5).double()
 
 
+def _assert_same_values_and_gradients(encoder: CharEncoder, a: torch.Tensor, b: torch.Tensor):
+    torch.testing.assert_close(a, b)
+    weights = torch.randn_like(a)
+    grads_a = torch.autograd.grad((a * weights).sum(), list(encoder.parameters()))
+    grads_b = torch.autograd.grad((b * weights).sum(), list(encoder.parameters()))
+    for grad_a, grad_b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(grad_a, grad_b)
+
+
 def test_dedup_matches_per_token_encoding_values_and_gradients():
     encoder = _encoder()
     chars = batch_to_ids([["the", "cat", "the", "the"], ["a", "cat"]])  # repeated types + padding
     deduped = encoder(chars)
     per_token = encoder.encode_types(chars.view(-1, 50)).view(*chars.shape[:-1], -1)
-    torch.testing.assert_close(deduped, per_token)
-    weights = torch.randn_like(deduped)
-    grads_dedup = torch.autograd.grad((deduped * weights).sum(), list(encoder.parameters()))
-    grads_plain = torch.autograd.grad((per_token * weights).sum(), list(encoder.parameters()))
-    for a, b in zip(grads_dedup, grads_plain, strict=True):
-        torch.testing.assert_close(a, b)
+    _assert_same_values_and_gradients(encoder, deduped, per_token)
 
 
 def test_columns_cut_past_each_word_match_all_50_columns_values_and_gradients():
@@ -36,13 +40,7 @@ def test_columns_cut_past_each_word_match_all_50_columns_values_and_gradients():
             h = highway(h)
         return encoder.projection(h)
 
-    cut, full = encoder.encode_types(types), full_columns(types)
-    torch.testing.assert_close(cut, full)
-    weights = torch.randn_like(cut)
-    grads_cut = torch.autograd.grad((cut * weights).sum(), list(encoder.parameters()))
-    grads_full = torch.autograd.grad((full * weights).sum(), list(encoder.parameters()))
-    for a, b in zip(grads_cut, grads_full, strict=True):
-        torch.testing.assert_close(a, b)
+    _assert_same_values_and_gradients(encoder, encoder.encode_types(types), full_columns(types))
 
 
 def test_highway_gate_starts_near_identity_and_padding_row_stays_zero():
