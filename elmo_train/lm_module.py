@@ -69,6 +69,7 @@ class BiLMModule(L.LightningModule):
         self._train_state = out.state.detach()
         sampled = "_sampled" if self.model_config.softmax.kind == "sampled" else ""
         self.log("train/loss", out.loss, prog_bar=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         for name, nll in zip(self.directions, out.nll, strict=True):
             self.log(f"train/ppl_{name}{sampled}", torch.exp(nll.detach()))
         return out.loss

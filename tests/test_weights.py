@@ -35,9 +35,13 @@ def expected_top_layer(model_dir, k: int, i: int) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([fwd, bwd], axis=-1))  # (n, 32)
 
 
-def test_reproduces_bilm_tf_fixture_embeddings(fixtures_dir):
+@pytest.mark.parametrize("impl", ["clipped", pytest.param("compiled", marks=pytest.mark.slow)])
+def test_reproduces_bilm_tf_fixture_embeddings(fixtures_dir, impl):
+    # Every optimisation on (per-type char CNN with cut columns, batched directions, and for
+    # `compiled` the torch.compile'd cell): the clipping semantics must stay bilm-tf's.
     model_dir = fixtures_dir / "model"
     bilm = load_bilm(model_dir / "options.json", model_dir / "lm_weights.hdf5")
+    bilm.lstm.config.impl = impl
     state, worst = None, 0.0
     with torch.no_grad():
         for i, batch in enumerate(fixture_batches(model_dir)):

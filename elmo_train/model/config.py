@@ -30,8 +30,9 @@ class LSTMConfig:
     cell_clip: float | None = 3.0
     proj_clip: float | None = 3.0
     use_skip_connections: bool = True  # residual from the second layer on, as bilm-tf
-    # "clipped": the exact bilm-tf cell (clipping, any config). "fused": torch's nn.LSTM kernel
-    # (cuDNN on GPU), only for configs with both clips off.
+    # "clipped": the exact bilm-tf cell (clipping, any config). "compiled": the same cell with its
+    # pointwise update fused by torch.compile (eager if compiling fails). "fused": torch's
+    # nn.LSTM kernel (cuDNN on GPU), only for configs with both clips off.
     impl: str = "clipped"
 
 
@@ -71,8 +72,8 @@ def validate(config: BiLMConfig) -> None:
         raise ValueError("model.lstm.projection_dim must be <= model.lstm.dim")
     if lstm.n_layers < 1:
         raise ValueError("model.lstm.n_layers must be >= 1")
-    if lstm.impl not in ("clipped", "fused"):
-        raise ValueError(f"model.lstm.impl must be clipped or fused, got {lstm.impl!r}")
+    if lstm.impl not in ("clipped", "compiled", "fused"):
+        raise ValueError(f"model.lstm.impl must be clipped, compiled or fused, got {lstm.impl!r}")
     if lstm.impl == "fused" and (lstm.cell_clip is not None or lstm.proj_clip is not None):
         raise ValueError(
             "model.lstm.impl=fused cannot clip: set model.lstm.cell_clip=null and "

@@ -13,6 +13,7 @@ Both directions are advanced together with batched matmuls over a leading direct
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -129,14 +130,11 @@ class LSTMStack(nn.Module):
         )  # (D, B*T, 4C)
         steps = pre.view(D, B, T, -1).unbind(2)  # T x (D, B, 4C)
         step_masks = mask.unsqueeze(-1).unbind(2) if mask is not None else [None] * T
+        update = compiled_cell_update if self.config.impl == "compiled" else cell_update
         outputs = []
         for pre_t, mask_t in zip(steps, step_masks, strict=True):
             gates = torch.baddbmm(pre_t, h, w_h)  # (D, B, 4C)
-            i, j, f, o = gates.chunk(4, dim=-1)
-            c_t = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(j)
-            if cell_clip is not None:
-                c_t = c_t.clamp(-cell_clip, cell_clip)
-            h_t = torch.sigmoid(o) * torch.tanh(c_t)  # (D, B, C)
+            h_t, c_t = update(gates, c, cell_clip)  # (D, B, C) each
             if w_p is not None:
                 h_t = torch.bmm(h_t, w_p)  # (D, B, P)
                 if proj_clip is not None:  # TF clips the projection output only
@@ -172,6 +170,46 @@ class LSTMStack(nn.Module):
         cell = self.config.dim
         bias = self.bias[layer][direction]
         return torch.cat([bias[: 2 * cell], bias[2 * cell : 3 * cell] + 1.0, bias[3 * cell :]])
+
+
+def cell_update(
+    gates: torch.Tensor, c: torch.Tensor, cell_clip: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pointwise part of a step: gates `(D, B, 4C)` and c `(D, B, C)` to (h before the
+    projection, new c), both `(D, B, C)`."""
+    i, j, f, o = gates.chunk(4, dim=-1)
+    c_t = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(j)
+    if cell_clip is not None:
+        c_t = c_t.clamp(-cell_clip, cell_clip)
+    return torch.sigmoid(o) * torch.tanh(c_t), c_t
+
+
+class _CompiledCellUpdate:
+    """`cell_update` as one fused kernel forward and one backward (torch.compile, built on first
+    use); `cell_update` itself, after one warning, where compiling fails (no C++ compiler, an
+    unsupported GPU)."""
+
+    def __init__(self) -> None:
+        self.compiled = None
+        self.failed = False
+
+    def __call__(self, gates, c, cell_clip):
+        if not self.failed:
+            self.compiled = self.compiled or torch.compile(cell_update)
+            try:
+                return self.compiled(gates, c, cell_clip)
+            except Exception as error:  # noqa: BLE001 - any backend failure: run eager instead
+                self.failed = True
+                first_line = (str(error).splitlines() or [""])[0]
+                warnings.warn(
+                    f"model.lstm.impl=compiled: torch.compile failed ({type(error).__name__}: "
+                    f"{first_line}); using the eager cell",
+                    stacklevel=2,
+                )
+        return cell_update(gates, c, cell_clip)
+
+
+compiled_cell_update = _CompiledCellUpdate()
 
 
 def _tf_gates_to_torch(w: torch.Tensor, cell: int) -> torch.Tensor:

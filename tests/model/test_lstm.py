@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from elmo_train.model import lstm as lstm_module
 from elmo_train.model.config import LSTMConfig
 from elmo_train.model.lstm import LSTMStack
 
@@ -75,6 +76,37 @@ def test_fused_path_matches_clipped_path_without_clipping():
     stack.config.impl = "clipped"
     grad_clipped = torch.autograd.grad(stack(x)[0][-1].sum(), x)[0]
     torch.testing.assert_close(grad_fused, grad_clipped)
+
+
+@pytest.mark.slow  # torch.compile builds C++ kernels (~30 s the first time on 2 cores)
+def test_compiled_path_matches_clipped_path_values_and_gradients():
+    stack = _stack(cell_clip=0.5, proj_clip=0.5)
+    x = torch.randn(2, 3, 6, 8, dtype=torch.double, requires_grad=True)
+    results = {}
+    for impl in ("clipped", "compiled"):
+        stack.config.impl = impl
+        layers, state = stack(x)
+        results[impl] = [*layers, state.c, *torch.autograd.grad(layers[-1].sum(), x)]
+    for a, b in zip(results["clipped"], results["compiled"], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_compiled_path_falls_back_to_eager_with_one_warning(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def fails(*args):
+            raise RuntimeError("no C++ compiler")
+
+        return fails
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(lstm_module, "compiled_cell_update", lstm_module._CompiledCellUpdate())
+    stack = _stack(cell_clip=0.5, proj_clip=0.5, impl="compiled")
+    x = torch.randn(2, 3, 6, 8, dtype=torch.double)
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler") as caught:
+        layers, _ = stack(x)
+    assert len(caught) == 1  # warned once, not once per step
+    for got, want in zip(layers, reference_step_loop(stack, x), strict=True):
+        torch.testing.assert_close(got, want)
 
 
 def test_state_carry_equals_one_long_sequence():
