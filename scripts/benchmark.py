@@ -248,7 +248,9 @@ def bilm_variants(config: BiLMConfig, batch: dict, device: torch.device, toleran
     return variants, check
 
 
-def step_variants(config: BiLMConfig, batch: dict, device: torch.device, tolerance: float, V: int):
+def step_variants(
+    config: BiLMConfig, batch: dict, device: torch.device, tolerance: float, V: int, compiled: bool
+):
     ours = LanguageModel(config, V).to(device).train()
     ref = ref_impl.build_like(ours).train()
     batch = {key: value.to(device) for key, value in batch.items()}
@@ -290,10 +292,15 @@ def step_variants(config: BiLMConfig, batch: dict, device: torch.device, toleran
         "reference": step(ref, lambda: ref(batch)),
         "ours": step(ours, lambda: ours(batch).loss),
     }
-    # A separate copy of ours for bf16, so its optimizer state is its own.
-    ours_bf16 = LanguageModel(config, V).to(device).train()
-    ours_bf16.load_state_dict(ours.state_dict())
-    variants["ours bf16"] = step(ours_bf16, lambda: ours_bf16(batch).loss, bf16=True)
+    # Separate copies of ours, so each variant's optimizer state is its own.
+    copies = {"ours bf16": (config, True)}
+    if compiled:
+        lstm = dataclasses.replace(config.lstm, impl="compiled")
+        copies["ours compiled"] = (dataclasses.replace(config, lstm=lstm), False)
+    for name, (copy_config, bf16) in copies.items():
+        copy = LanguageModel(copy_config, V).to(device).train()
+        copy.load_state_dict(ours.state_dict())
+        variants[name] = step(copy, lambda copy=copy: copy(batch).loss, bf16=bf16)
     return variants, check
 
 
@@ -419,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-size", type=int, default=100_000, help="step mode: V")
     parser.add_argument("--negatives", type=int, default=None, help="default min(8192, V//2)")
     parser.add_argument("--no-bf16", action="store_true", help="skip the `ours bf16` rows")
+    parser.add_argument(
+        "--compiled", action="store_true", help="step mode: add model.lstm.impl=compiled"
+    )
     parser.add_argument("--tolerance", type=float, default=1e-3, help="fp32 agreement")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -496,7 +506,9 @@ def main(argv: list[str] | None = None) -> int:
             if mode == "bilm":
                 variants, check = bilm_variants(config, batch, device, args.tolerance)
             else:
-                variants, check = step_variants(config, batch, device, args.tolerance, V)
+                variants, check = step_variants(
+                    config, batch, device, args.tolerance, V, args.compiled
+                )
             if args.no_bf16:
                 del variants["ours bf16"]
             times = run_rounds(variants, args.rounds, args.warmup, timer)
