@@ -74,8 +74,9 @@ def _check_architecture(pretrained: BiLMConfig, built: BiLMConfig, source: str) 
 def model_config_from_init(init: InitConfig, base: BiLMConfig | None = None) -> BiLMConfig | None:
     """The config to build the model with when starting from pretrained weights (None if not).
 
-    Architecture from the pretrained options; `softmax` and `dropout` from `base` (the run's
-    `model.*`) when given, as is `lstm.impl` if the pretrained LSTM does not clip.
+    Architecture from the pretrained options; the training recipe (`softmax`, the dropouts)
+    from `base` (the run's `model.*`) when given, as is `lstm.impl` unless it is `fused` and
+    the pretrained LSTM clips.
     """
     source = _source(init)
     if source is None:
@@ -87,10 +88,14 @@ def model_config_from_init(init: InitConfig, base: BiLMConfig | None = None) -> 
     if base is None:
         return config
     lstm = config.lstm
-    if lstm.cell_clip is None and lstm.proj_clip is None:
+    if base.lstm.impl != "fused" or (lstm.cell_clip is None and lstm.proj_clip is None):
         lstm = dataclasses.replace(lstm, impl=base.lstm.impl)
     return dataclasses.replace(
-        config, lstm=lstm, softmax=dataclasses.replace(base.softmax), dropout=base.dropout
+        config,
+        lstm=lstm,
+        softmax=dataclasses.replace(base.softmax),
+        dropout=base.dropout,
+        dropout_token_embeddings=base.dropout_token_embeddings,
     )
 
 

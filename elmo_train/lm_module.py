@@ -27,6 +27,7 @@ def model_config_from_dict(model: dict) -> BiLMConfig:
         softmax=SoftmaxConfig(**model["softmax"]),
         bidirectional=model["bidirectional"],
         dropout=model["dropout"],
+        dropout_token_embeddings=model["dropout_token_embeddings"],
     )
 
 

@@ -39,7 +39,9 @@ class BiLM(nn.Module):
         self.n_directions = 2 if config.bidirectional else 1
         proj = config.lstm.projection_dim
         self.char_encoder = CharEncoder(config.char_cnn, proj)
-        self.lstm = LSTMStack(config.lstm, proj, self.n_directions, config.dropout)
+        self.lstm = LSTMStack(
+            config.lstm, proj, self.n_directions, config.dropout, config.dropout_token_embeddings
+        )
 
     @property
     def output_dim(self) -> int:

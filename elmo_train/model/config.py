@@ -52,6 +52,9 @@ class BiLMConfig:
     softmax: SoftmaxConfig = field(default_factory=SoftmaxConfig)
     bidirectional: bool = True  # false: forward LM only (Kim et al. 2016)
     dropout: float = 0.1  # on every LSTM layer's input and on the top output, as bilm-tf
+    # false: no dropout on the token embeddings entering the first LSTM layer (Kim et al. 2016:
+    # "except on the initial Highway to LSTM layer"); bilm-tf drops them too.
+    dropout_token_embeddings: bool = True
 
     def __post_init__(self) -> None:
         validate(self)
@@ -113,6 +116,7 @@ def _kim(filters: list[list[int]], n_highway: int, dim: int) -> BiLMConfig:
         softmax=SoftmaxConfig(kind="full"),
         bidirectional=False,
         dropout=0.5,
+        dropout_token_embeddings=False,
     )
 
 

@@ -50,11 +50,19 @@ class LSTMStack(nn.Module):
     `(D, B, T, P)` (after the residual) and the final state.
     """
 
-    def __init__(self, config: LSTMConfig, input_dim: int, n_directions: int, dropout: float):
+    def __init__(
+        self,
+        config: LSTMConfig,
+        input_dim: int,
+        n_directions: int,
+        dropout: float,
+        dropout_first_input: bool = True,
+    ):
         super().__init__()
         self.config = config
         self.n_directions = n_directions
         self.dropout = dropout
+        self.dropout_first_input = dropout_first_input
         cell, proj = config.dim, config.projection_dim
         self.has_projection = proj < cell
         self.weight_x = nn.ParameterList()  # (D, in, 4C)
@@ -103,7 +111,9 @@ class LSTMStack(nn.Module):
             state = self.zero_state(x.shape[1], x)
         outputs, h_final, c_final = [], [], []
         for layer in range(self.config.n_layers):
-            layer_input = F.dropout(x, self.dropout, self.training)  # bilm-tf's DropoutWrapper
+            # bilm-tf's DropoutWrapper on every layer's input (Kim et al.: not the first).
+            p = self.dropout if layer > 0 or self.dropout_first_input else 0.0
+            layer_input = F.dropout(x, p, self.training)
             out, h, c = self._layer(layer, layer_input, state.h[:, layer], state.c[:, layer], mask)
             if layer > 0 and self.config.use_skip_connections:
                 out = out + layer_input  # residual adds the dropped input, as bilm-tf

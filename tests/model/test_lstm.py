@@ -109,6 +109,17 @@ def test_compiled_path_falls_back_to_eager_with_one_warning(monkeypatch):
         torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("first", [True, False])
+def test_dropout_on_the_first_layer_input_only_when_asked(first):
+    config = LSTMConfig(dim=24, projection_dim=8, n_layers=2)
+    stack = LSTMStack(config, input_dim=8, n_directions=2, dropout=0.5, dropout_first_input=first)
+    x = torch.randn(2, 3, 6, 8)
+    eval_layers, _ = stack.eval()(x)
+    train_layers, _ = stack.train()(x)
+    assert torch.equal(train_layers[0], eval_layers[0]) is not first  # Kim et al.: not dropped
+    assert not torch.equal(train_layers[1], eval_layers[1])  # the second layer's input always
+
+
 def test_state_carry_equals_one_long_sequence():
     """Two windows with the carried state equal one run over the concatenated window."""
     stack = _stack(cell_clip=1.0, proj_clip=1.0)
