@@ -4,7 +4,7 @@ Runs `elmo train` for a fixed number of steps per configuration and reports the 
 logged `perf/tokens_per_sec` over the steps after a warm-up, plus the projected time for the
 paper's 10 epochs over the 1B Word Benchmark's 768,648,884 tokens.
 
-    python scripts/bench_train.py                       # tiny, kim_small (PTB), elmo_small (general)
+    python scripts/bench_train.py                       # every run below
     python scripts/bench_train.py --only elmo_small --steps 40 --extra trainer=gpu
 """
 
@@ -26,6 +26,7 @@ DATA = Path(os.environ.get("ELMO_DATA", Path(__file__).resolve().parents[2] / "s
 RUNS = {
     "tiny": ["model=tiny"],  # the built-in corpus, batch 32 x 20
     "kim_small": ["experiment=kim_ptb_small", "trainer=cpu"],  # PTB, batch 20 x 35, full softmax
+    "kim_large": ["experiment=kim_ptb_large", "trainer=cpu"],
     "elmo_small": [  # the paper's recipe at ELMo-small size on the general corpus
         "experiment=elmo_small", "trainer=cpu", f"data.train={DATA}/general/train.txt",
         f"data.valid={DATA}/general/valid.txt", "data.vocab_min_count=3",
