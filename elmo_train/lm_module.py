@@ -52,6 +52,7 @@ class BiLMModule(L.LightningModule):
         self._train_state: LSTMState | None = None
         self._val_states: list[LSTMState | None] = []
         self._val_sums: list[torch.Tensor] = []
+        self.fit_validation: tuple[int, dict[str, dict[str, float]]] = (-1, {})  # step, scores
         self._step_ends: deque[float] = deque(maxlen=21)  # wall clock of recent step ends
 
     @property
@@ -121,11 +122,15 @@ class BiLMModule(L.LightningModule):
         return metrics
 
     def on_validation_epoch_end(self) -> None:
+        scores = {}
         for index, split in enumerate(self._eval_splits()):
-            metrics = self._log_perplexities(index, "val" if split == "valid" else split)
-            if index == 0 and self.optimizer_config.name == "sgd":
-                if not self.trainer.sanity_checking:
-                    self.plateau.step(self.optimizers().optimizer, metrics["ppl"])
+            scores[split] = self._log_perplexities(index, "val" if split == "valid" else split)
+        if self.trainer.sanity_checking or self.trainer.state.fn != "fit":
+            return
+        # What the weights of this step scored: a validation at the last step is not repeated.
+        self.fit_validation = (self.global_step, scores)
+        if self.optimizer_config.name == "sgd":
+            self.plateau.step(self.optimizers().optimizer, scores["valid"]["ppl"])
 
     def test_step(self, batch, batch_idx) -> None:
         self.validation_step(batch, batch_idx)

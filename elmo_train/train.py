@@ -144,10 +144,15 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     # 7. Evaluate: full-softmax held-out perplexities.
-    results = {}
-    if datamodule.has_split("valid"):
+    # A validation at the final step already scored these weights (and the test split too
+    # with data.val_splits=[valid,test]); only what it did not score is evaluated here.
+    step, scored = module.fit_validation
+    results = dict(scored) if step == trainer.global_step else {}
+    if datamodule.has_split("valid") and "valid" not in results:
         results["valid"] = _split_metrics(trainer.validate(module, datamodule=datamodule), "val")
-    if cfg.test and datamodule.has_split("test"):
+    if not cfg.test:
+        results.pop("test", None)
+    elif datamodule.has_split("test") and "test" not in results:
         results["test"] = _split_metrics(trainer.test(module, datamodule=datamodule), "test")
     if not trainer.is_global_zero:
         return results

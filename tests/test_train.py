@@ -54,8 +54,10 @@ def test_val_splits_records_the_test_curve_at_every_validation(corpus, cache, tm
         rows = [row for row in csv.DictReader(f) if row["val/ppl"]]
     assert [int(row["step"]) for row in rows[:2]] == [1, 3]  # validations after steps 2 and 4
     assert all(row["test/ppl"] and row["test/ppl"] != row["val/ppl"] for row in rows)
-    # The last validation scored the final weights: its test figure is trainer.test's.
+    # The validation at the last step scored the final weights: it is the result, not redone.
+    assert len(rows) == 2
     assert float(rows[1]["test/ppl"]) == pytest.approx(results["test"]["ppl"], rel=1e-6)
+    assert float(rows[1]["val/ppl"]) == pytest.approx(results["valid"]["ppl"], rel=1e-6)
 
 
 def test_val_splits_must_start_with_valid(corpus, cache, tmp_path):
