@@ -74,6 +74,8 @@ class BiLMModule(L.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         for name, nll in zip(self.directions, out.nll, strict=True):
             self.log(f"train/ppl_{name}{sampled}", torch.exp(nll.detach()))
+        if self.optimizer_config.loss_reduction == "row":  # summed over steps, mean over rows
+            return out.loss * out.n_targets / batch["mask"].shape[0]
         return out.loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:

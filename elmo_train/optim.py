@@ -21,6 +21,11 @@ class OptimizerConfig:
     # improves on the previous validation by no more than `plateau_threshold` (perplexity).
     plateau_factor: float = 0.5
     plateau_threshold: float = 1.0
+    # The training loss the lr is tuned for. "token": the mean NLL per target (bilm-tf).
+    # "row": summed over each row's time steps, averaged over rows, as Kim et al.'s and
+    # Zaremba et al.'s Torch code: gradients T times larger at window T; their lr 1 and clip 5
+    # assume it. Logged losses and perplexities are per token either way.
+    loss_reduction: str = "token"
 
     def __post_init__(self) -> None:
         if self.name not in ("adagrad", "sgd", "adamw"):
@@ -28,6 +33,10 @@ class OptimizerConfig:
         if self.decay not in ("cosine", "linear", "constant"):
             raise ValueError(
                 f"optimizer.decay must be cosine, linear or constant, got {self.decay!r}"
+            )
+        if self.loss_reduction not in ("token", "row"):
+            raise ValueError(
+                f"optimizer.loss_reduction must be token or row, got {self.loss_reduction!r}"
             )
         if self.lr <= 0:
             raise ValueError(f"optimizer.lr must be positive, got {self.lr}")

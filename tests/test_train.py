@@ -60,6 +60,27 @@ def test_val_splits_records_the_test_curve_at_every_validation(corpus, cache, tm
     assert float(rows[1]["val/ppl"]) == pytest.approx(results["valid"]["ppl"], rel=1e-6)
 
 
+def test_row_loss_reduction_is_the_token_loss_times_the_window(corpus, cache, tmp_path):
+    # Kim et al.'s loss sums over the window's T = 6 steps: SGD at lr 0.1 then moves the
+    # weights exactly as the per-token loss at lr 0.6 does, and not as at lr 0.1.
+    def weights(name: str, lr: float, reduction: str) -> dict[str, torch.Tensor]:
+        overrides = [
+            "optimizer=sgd", f"optimizer.lr={lr}", f"optimizer.loss_reduction={reduction}",
+            "export=false", "test=false", "val_every=100", "trainer.gradient_clip_val=null",
+        ]  # fmt: skip
+        cfg = compose_train_config(overrides + fast_overrides(corpus, tmp_path / name, cache))
+        train(cfg)
+        ckpt = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
+        return ckpt["state_dict"]
+
+    row = weights("row", 0.1, "row")
+    token_times_t = weights("token6", 0.6, "token")
+    token = weights("token", 0.1, "token")
+    for name, value in row.items():
+        torch.testing.assert_close(value, token_times_t[name], rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(row["lm.output.weight"], token["lm.output.weight"])
+
+
 def test_val_splits_must_start_with_valid(corpus, cache, tmp_path):
     cfg = compose_train_config(["data.val_splits=[test]", *fast_overrides(corpus, tmp_path, cache)])
     with pytest.raises(UserError, match="val_splits"):
