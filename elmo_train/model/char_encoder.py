@@ -80,6 +80,8 @@ class CharEncoder(nn.Module):
         make every short word pay for all C columns.
         """
         N, C = char_ids.shape
+        if N == 0:
+            return self.embedding.weight.new_zeros(0, self.output_dim)
         columns = torch.arange(1, C + 1, device=char_ids.device)
         lengths = ((char_ids != char_ids[:, -1:]) * columns).amax(dim=1)  # (N,) word extent
         lengths, order = lengths.sort()
@@ -89,9 +91,9 @@ class CharEncoder(nn.Module):
         rows = torch.arange(1, N + 1, device=char_ids.device)
         work = rows * spans + (N - rows) * spans[-1]
         split = int(work.argmin()) + 1
-        groups = [(0, split, spans[split - 1]), (split, N, spans[-1])]
+        groups = [(0, split), (split, N)] if split < N else [(0, N)]
         pooled = torch.cat(
-            [self.pool(char_ids[order[a:b], : int(span)]) for a, b, span in groups if b > a]
+            [self.pool(char_ids[order[a:b], : int(spans[b - 1])]) for a, b in groups]
         )  # (N, n_filters), sorted rows
         h = pooled.index_select(0, order.argsort())  # (N, n_filters), input order
         for highway in self.highways:
@@ -121,4 +123,4 @@ class CharEncoder(nn.Module):
         flat = char_ids.reshape(-1, char_ids.shape[-1])  # (N, 50)
         types, inverse = torch.unique(flat, dim=0, return_inverse=True)  # (U, 50), (N,)
         embedded = self.encode_types(types)[inverse]  # (N, P)
-        return embedded.view(*char_ids.shape[:-1], -1)
+        return embedded.view(*char_ids.shape[:-1], self.output_dim)

@@ -58,3 +58,8 @@ def test_highway_is_bilm_tf_carry_semantics():
     t = torch.sigmoid(x @ hw.gate.weight.t() + hw.gate.bias)
     expected = t * torch.relu(x @ hw.transform.weight.t() + hw.transform.bias) + (1 - t) * x
     torch.testing.assert_close(hw(x), expected)
+
+
+def test_empty_batch_gives_empty_embeddings():
+    encoder = _encoder()
+    assert encoder(torch.zeros(2, 0, 50, dtype=torch.long)).shape == (2, 0, 5)
