@@ -86,9 +86,11 @@ class CharEncoder(nn.Module):
         lengths = ((char_ids != char_ids[:, -1:]) * columns).amax(dim=1)  # (N,) word extent
         lengths, order = lengths.sort()
         widest = max(width for width, _ in self.config.filters)
-        spans = (lengths + widest).clamp(max=C)  # (N,) columns row i needs, non-decreasing
+        # (N,) columns row i needs, non-decreasing; on the host (the one sync of the cut; the
+        # torch.unique before it has synced already).
+        spans = (lengths + widest).clamp(max=C).cpu()
         # Work of splitting after row k: (k + 1) rows cut at spans[k], the rest at spans[-1].
-        rows = torch.arange(1, N + 1, device=char_ids.device)
+        rows = torch.arange(1, N + 1)
         work = rows * spans + (N - rows) * spans[-1]
         split = int(work.argmin()) + 1
         groups = [(0, split), (split, N)] if split < N else [(0, N)]
