@@ -21,14 +21,8 @@ from elmo_train.optim import OptimizerConfig, PlateauHalving, build_optimizer, w
 
 
 def model_config_from_dict(model: dict) -> BiLMConfig:
-    return BiLMConfig(
-        char_cnn=CharCNNConfig(**model["char_cnn"]),
-        lstm=LSTMConfig(**model["lstm"]),
-        softmax=SoftmaxConfig(**model["softmax"]),
-        bidirectional=model["bidirectional"],
-        dropout=model["dropout"],
-        dropout_token_embeddings=model["dropout_token_embeddings"],
-    )
+    nested = {"char_cnn": CharCNNConfig, "lstm": LSTMConfig, "softmax": SoftmaxConfig}
+    return BiLMConfig(**{k: nested[k](**v) if k in nested else v for k, v in model.items()})
 
 
 class BiLMModule(L.LightningModule):

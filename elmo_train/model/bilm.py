@@ -112,6 +112,20 @@ class LanguageModel(nn.Module):
         self.config = config
         self.bilm = BiLM(config)
         self.output = build_output_layer(config.softmax, config.lstm.projection_dim, vocab_size)
+        if config.init_uniform is not None:
+            self.init_uniform(config.init_uniform)
+
+    @torch.no_grad()
+    def init_uniform(self, a: float) -> None:
+        """Kim et al.'s initialisation: every parameter uniform in [-a, a]."""
+        for param in self.parameters():
+            param.uniform_(-a, a)
+        self.bilm.char_encoder.embedding.weight[0].zero_()  # the padding token stays zero
+        # The cell adds bilm-tf's forget bias of 1 at run time; Kim's LSTM has none, so the
+        # stored forget-gate bias starts 1 lower (the net bias is uniform in [-a, a]).
+        cell = self.config.lstm.dim
+        for bias in self.bilm.lstm.bias:  # (D, 4C), gates i, j, f, o
+            bias[:, 2 * cell : 3 * cell] -= 1.0
 
     @property
     def vocab_size(self) -> int:

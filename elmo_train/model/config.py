@@ -55,6 +55,9 @@ class BiLMConfig:
     # false: no dropout on the token embeddings entering the first LSTM layer (Kim et al. 2016:
     # "except on the initial Highway to LSTM layer"); bilm-tf drops them too.
     dropout_token_embeddings: bool = True
+    # Kim et al. 2016: every parameter uniform in [-a, a] (their net forget-gate bias too).
+    # None: bilm-tf's initialisation of each layer.
+    init_uniform: float | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -86,6 +89,8 @@ def validate(config: BiLMConfig) -> None:
         raise ValueError(
             f"model.softmax.kind must be full, sampled or adaptive, got {softmax.kind!r}"
         )
+    if config.init_uniform is not None and config.init_uniform <= 0:
+        raise ValueError("model.init_uniform must be positive (or null for bilm-tf's init)")
     if not 0.0 <= config.dropout < 1.0:
         raise ValueError("model.dropout must be in [0, 1)")
 
@@ -117,6 +122,7 @@ def _kim(filters: list[list[int]], n_highway: int, dim: int) -> BiLMConfig:
         bidirectional=False,
         dropout=0.5,
         dropout_token_embeddings=False,
+        init_uniform=0.05,
     )
 
 

@@ -108,3 +108,18 @@ def test_language_model_runs_in_float64():
     lm = LanguageModel(preset("tiny"), vocab_size=20).double().eval()
     batch = _batch()
     assert lm(batch).loss.dtype == torch.float64
+
+
+def test_kim_uniform_init_bounds_every_parameter_and_nets_the_forget_bias():
+    config = preset("kim_small")
+    assert config.init_uniform == 0.05
+    lm = LanguageModel(config, vocab_size=50)
+    cell = config.lstm.dim
+    for name, param in lm.named_parameters():
+        if name.startswith("bilm.lstm.bias"):
+            forget = param[:, 2 * cell : 3 * cell]
+            net = forget + 1.0  # what the cell uses: bilm-tf's +1 is added at run time
+            assert net.abs().max() <= 0.05 and net.std() > 0.01, name
+            param = torch.cat([param[:, : 2 * cell], param[:, 3 * cell :]], dim=1)
+        assert param.abs().max() <= 0.05, name
+    assert torch.all(lm.bilm.char_encoder.embedding.weight[0] == 0)  # the padding token
