@@ -117,7 +117,8 @@ class LanguageModel(nn.Module):
 
     @torch.no_grad()
     def init_uniform(self, a: float) -> None:
-        """Kim et al.'s initialisation: every parameter uniform in [-a, a]."""
+        """Kim et al.'s initialisation: every parameter uniform in [-a, a], with their
+        constant biases (forget gate 0, highway transform gate -2) on top."""
         for param in self.parameters():
             param.uniform_(-a, a)
         self.bilm.char_encoder.embedding.weight[0].zero_()  # the padding token stays zero
@@ -126,6 +127,9 @@ class LanguageModel(nn.Module):
         cell = self.config.lstm.dim
         for bias in self.bilm.lstm.bias:  # (D, 4C), gates i, j, f, o
             bias[:, 2 * cell : 3 * cell] -= 1.0
+        # Kim et al. also start the highway transform gate's bias at -2 (carry the input).
+        for highway in self.bilm.char_encoder.highways:
+            highway.gate.bias -= 2.0
 
     @property
     def vocab_size(self) -> int:

@@ -55,7 +55,8 @@ class BiLMConfig:
     # false: no dropout on the token embeddings entering the first LSTM layer (Kim et al. 2016:
     # "except on the initial Highway to LSTM layer"); bilm-tf drops them too.
     dropout_token_embeddings: bool = True
-    # Kim et al. 2016: every parameter uniform in [-a, a] (their net forget-gate bias too).
+    # Kim et al. 2016: every parameter uniform in [-a, a] (the net forget-gate bias too; the
+    # highway gate bias around -2).
     # None: bilm-tf's initialisation of each layer.
     init_uniform: float | None = None
 
