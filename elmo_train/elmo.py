@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elmo_train.chars import BOS_TOKEN, EOS_TOKEN, MAX_CHARS, word_to_char_ids
+from elmo_train.embedder import require_elmo_layers
 from elmo_train.model.bilm import BiLM
 from elmo_train.weights import load_bilm, load_model_dir
 
@@ -143,7 +144,7 @@ class Elmo(nn.Module):
         scalar_mix_parameters: list[float] | None = None,
     ) -> None:
         super().__init__()
-        self.bilm = bilm
+        self.bilm = require_elmo_layers(bilm)
         for parameter in self.bilm.parameters():
             parameter.requires_grad_(requires_grad)
         self.keep_sentence_boundaries = keep_sentence_boundaries

@@ -6,9 +6,22 @@ from pathlib import Path
 import torch
 
 from elmo_train.chars import batch_to_ids
+from elmo_train.errors import UserError
 from elmo_train.model.bilm import BiLM
 from elmo_train.model.lstm import LSTMState
 from elmo_train.weights import load_bilm, load_model_dir
+
+
+def require_elmo_layers(bilm: BiLM) -> BiLM:
+    """`bilm` if ELMo can use its layers; a Kim et al. language model (no token projection,
+    so a token layer wider than the LSTM's) is a one-line error."""
+    if not bilm.has_elmo_layers:
+        raise UserError(
+            "this model feeds its char CNN straight into the LSTM (char_cnn.projection: false "
+            "in options.json, Kim et al.'s language model), so its layers differ in width and "
+            "it has no ELMo embeddings; use it with elmo evaluate"
+        )
+    return bilm
 
 
 class Embedder:
@@ -22,7 +35,7 @@ class Embedder:
 
     def __init__(self, bilm: BiLM, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.bilm = bilm.to(self.device).eval()
+        self.bilm = require_elmo_layers(bilm).to(self.device).eval()
 
     @classmethod
     def from_model_dir(cls, directory: str | Path, device: str = "cpu") -> "Embedder":

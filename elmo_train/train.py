@@ -173,8 +173,8 @@ def train(cfg: DictConfig) -> dict:
         model_dir = export_model(module.lm, vocab, run_dir / "model", card, config_yaml)
         print(f"model directory: {model_dir}")
 
-        # 9. Show what contextual embeddings are for.
-        if cfg.demo:
+        # 9. Show what contextual embeddings are for (a model with ELMo layers; not Kim's LM).
+        if cfg.demo and module.lm.bilm.has_elmo_layers:
             from elmo_train.embedder import Embedder
             from elmo_train.similarity import demo_report
 

@@ -44,16 +44,19 @@ def options_from_config(config: BiLMConfig) -> dict:
         "cell_clip": lstm.cell_clip,
         "proj_clip": lstm.proj_clip,
     }
+    cnn_options = {
+        "activation": cnn.activation,
+        "embedding": {"dim": cnn.embedding_dim},
+        "filters": [list(f) for f in cnn.filters],
+        "n_highway": cnn.n_highway,
+        "n_characters": 262,
+        "max_characters_per_token": cnn.max_characters_per_token,
+    }
+    if not cnn.projection:  # our extension: bilm-tf always projects (`CNN_proj`)
+        cnn_options["projection"] = False
     return {
         "lstm": {k: v for k, v in lstm_options.items() if v is not None},
-        "char_cnn": {
-            "activation": cnn.activation,
-            "embedding": {"dim": cnn.embedding_dim},
-            "filters": [list(f) for f in cnn.filters],
-            "n_highway": cnn.n_highway,
-            "n_characters": 262,
-            "max_characters_per_token": cnn.max_characters_per_token,
-        },
+        "char_cnn": cnn_options,
         "bidirectional": config.bidirectional,
         "dropout": config.dropout,
     }
@@ -76,6 +79,7 @@ def config_from_options(options: dict, source: str = OPTIONS) -> BiLMConfig:
                 n_highway=cnn.get("n_highway") or 0,
                 activation=cnn.get("activation", "relu"),
                 max_characters_per_token=cnn.get("max_characters_per_token", 50),
+                projection=bool(cnn.get("projection", True)),
             ),
             lstm=LSTMConfig(
                 dim=lstm["dim"],

@@ -111,10 +111,34 @@ def test_model_dir_round_trip_identical_parameters_and_outputs(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_kim_model_round_trips_and_refuses_elmo_embeddings(tmp_path, capsys):
+    """Without the token projection the options say so; such a model evaluates as a
+    language model, and asking it for ELMo embeddings is a one-line error."""
+    torch.manual_seed(0)
+    vocab = Vocabulary(["<S>", "</S>", "<UNK>", "bank", "river", "loan"])
+    lm = LanguageModel(preset("kim_small"), len(vocab)).eval()
+    save_model_dir(lm, vocab, tmp_path / "model")
+    options = json.loads((tmp_path / "model" / "options.json").read_text())
+    assert options["char_cnn"]["projection"] is False
+    loaded, _ = load_model_dir(tmp_path / "model")
+    assert loaded.bilm.char_encoder.projection is None
+    chars = batch_to_ids([["bank", "river", "loan"]])
+    batch = {"fwd_chars": chars, "fwd_targets": torch.tensor([[3, 4, 5, 1, 0]])}
+    batch["mask"] = torch.ones(1, 5, dtype=torch.bool)
+    assert torch.equal(lm(batch).nll[0], loaded(batch).nll[0])
+    (tmp_path / "in.txt").write_text("the bank\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["embed", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "in.txt"),
+              "--output", str(tmp_path / "out.hdf5")])  # fmt: skip
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no ELMo embeddings" in err
+
+
 def test_exported_options_are_released_format(tmp_path):
     write_options(preset("elmo_small"), tmp_path / "options.json")
     options = json.loads((tmp_path / "options.json").read_text())
-    assert options["char_cnn"]["n_characters"] == 262
+    assert options["char_cnn"]["n_characters"] == 262 and "projection" not in options["char_cnn"]
     assert options["lstm"] == {
         "dim": 1024, "projection_dim": 128, "n_layers": 2, "use_skip_connections": True,
         "cell_clip": 3.0, "proj_clip": 3.0,

@@ -37,7 +37,8 @@ class ElmoDataModule(L.LightningDataModule):
     one from `train` (saved under `cache_dir/vocab/`). `tokenizer`: `whitespace` (bilm-tf) or
     `sentencepiece` with `sp_model` (trained on `train` with `sp_vocab_size` pieces if the file
     does not exist; None keeps it in the cache). Batches are `(batch_size, window)` packed rows
-    (`mode="stream"`) or one sentence per row (`mode="sentence"`); see `stream.BatchStream`.
+    (`mode="stream"`), the same from contiguous parts of the corpus in order (`mode="contiguous"`,
+    Kim et al.), or one sentence per row (`mode="sentence"`); see `stream.BatchStream`.
     `val_splits`: the splits scored at every validation, in order (`["valid", "test"]` records
     the test curve too; `valid` stays first: learning-rate schedules watch it).
     """
@@ -210,6 +211,14 @@ class ElmoDataModule(L.LightningDataModule):
         if "train" not in self.stores:
             raise RuntimeError("call prepare_data() and setup() before asking for batches")
         default_rank, default_world = self._rank_world()
+        world_size = default_world if world_size is None else world_size
+        rows = self.batch_size * world_size if self.mode == "contiguous" else world_size
+        if self.stores["train"].n_sentences < rows:
+            raise UserError(
+                f"data.train has {self.stores['train'].n_sentences} sentences, fewer than the "
+                f"{rows} rows of data.mode={self.mode} on {world_size} rank(s): lower "
+                "data.batch_size or give more text"
+            )
         return BatchStream(
             self.stores["train"],
             batch_size=self.batch_size,
@@ -220,7 +229,7 @@ class ElmoDataModule(L.LightningDataModule):
             shuffle=self.shuffle,
             shuffle_block=self.shuffle_block,
             rank=default_rank if rank is None else rank,
-            world_size=default_world if world_size is None else world_size,
+            world_size=world_size,
             start_step=self._start_step,
             max_sentence_tokens=self.max_sentence_tokens,
         )

@@ -1,4 +1,5 @@
-"""Batches for the biLM: bilm-tf's packed row streams, a sentence mode, and evaluation streams.
+"""Batches for the biLM: bilm-tf's packed row streams, Kim et al.'s contiguous rows, a sentence
+mode, and evaluation streams.
 
 A prepared corpus (`elmo_train.data.store.CorpusStore`) holds every sentence as type ids in
 one memory-mapped array; this module turns it into the batch dicts of docs/ARCHITECTURE.md.
@@ -28,7 +29,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 BOS_TYPE = 0  # the store's type id of `<S>`
 EOS_TYPE = 1  # the store's type id of `</S>`
 
-MODES = ("stream", "sentence")
+MODES = ("stream", "contiguous", "sentence")
 
 
 class TokenStore(Protocol):
@@ -123,44 +124,49 @@ class _Plan:
 
 
 def _packed_plans(
-    sentences: Iterator[tuple[int, int]], batch_size: int, window: int, skip: int = 0
+    row_sentences: list[Iterator[tuple[int, int]]], window: int, skip: int = 0
 ) -> Iterator[_Plan]:
-    """bilm-tf's `_get_batch` on lengths: `batch_size` rows, each a continuous sentence stream.
+    """bilm-tf's `_get_batch` on lengths: one continuous sentence stream per row.
 
-    Rows fill left to right; a sentence that does not fit continues in the same row of the next
-    batch; a row fetches its next sentence only when it needs a position and its current one is
-    used up, so sentences go to rows in the order they ask: row 0 first, then row 1, ... within
-    a batch, as bilm-tf's single generator does. When a finite `sentences` runs out, rows with
-    nothing left are padding, and the plans end once a batch would be all padding. The first
-    `skip` batches are only simulated (a resume), with the same fetches and no plans.
+    Row `r` reads `(sentence id, input positions)` from `row_sentences[r]`; rows fill left to
+    right; a sentence that does not fit continues in the same row of the next batch; a row
+    fetches its next sentence only when it needs a position and its current one is used up.
+    Rows sharing one iterator (stream mode) thus take sentences in the order they ask: row 0
+    first, then row 1, ... within a batch, as bilm-tf's single generator does. A row whose
+    iterator runs out is padding from then on, and the plans end once a batch would be all
+    padding. The first `skip` batches are only simulated (a resume), with the same fetches.
     """
+    batch_size = len(row_sentences)
     current = [0] * batch_size  # sentence id in each row
     length = [0] * batch_size  # its input positions
     left = [0] * batch_size  # those not emitted yet
-    exhausted = False
+    exhausted = [False] * batch_size
+
+    def fetch(row: int) -> bool:
+        """Start the row's next sentence; False once its iterator has run out."""
+        fetched = None if exhausted[row] else next(row_sentences[row], None)
+        if fetched is None:
+            exhausted[row] = True
+            return False
+        current[row], length[row] = fetched
+        left[row] = length[row]
+        return True
+
     for _ in range(skip):
         for row in range(batch_size):
             need = window
-            while need > left[row] and not exhausted:
+            while need > left[row] and not exhausted[row]:
                 need -= left[row]
-                fetched = next(sentences, None)
-                if fetched is None:
-                    exhausted, fetched = True, (0, 0)
-                current[row], length[row] = fetched
-                left[row] = length[row]
+                left[row] = 0
+                fetch(row)
             left[row] -= min(need, left[row])
     while True:
         plan = _Plan(window, [], [], [], [], [])
         for row in range(batch_size):
             col = 0
             while col < window:
-                if left[row] == 0:
-                    fetched = None if exhausted else next(sentences, None)
-                    if fetched is None:
-                        exhausted = True
-                        break
-                    current[row], length[row] = fetched
-                    left[row] = length[row]
+                if left[row] == 0 and not fetch(row):
+                    break
                 take = min(window - col, left[row])
                 plan.rows.append(row)
                 plan.cols.append(col)
@@ -172,6 +178,35 @@ def _packed_plans(
         if not plan.rows:
             return
         yield plan
+
+
+def contiguous_rows(store: TokenStore, n_rows: int) -> list[range]:
+    """The corpus cut into `n_rows` runs of consecutive sentences of about equal positions.
+
+    Kim et al. (and Zaremba et al.) reshape the token stream into `batch_size` rows: each row
+    reads one contiguous part of the corpus, so the state carried across batches is real
+    preceding text. Cuts fall on sentence boundaries; a corpus with fewer sentences than rows
+    leaves the last rows empty.
+    """
+    positions = np.diff(store.offsets) + 1  # (n_sentences,) input positions of each sentence
+    ends = np.cumsum(positions)
+    targets = ends[-1] * np.arange(1, n_rows) / n_rows  # ideal cut positions
+    cuts = np.searchsorted(ends, targets, side="left") + 1  # first sentence of rows 1..n-1
+    bounds = [0, *np.minimum(cuts, store.n_sentences).tolist(), store.n_sentences]
+    bounds = np.maximum.accumulate(bounds).tolist()
+    return [range(a, b) for a, b in itertools.pairwise(bounds)]
+
+
+def _row_sentences(
+    store: TokenStore, sentences: range, epochs: Iterator[int]
+) -> Iterator[tuple[int, int]]:
+    """`(sentence id, input positions)` of one contiguous row, in corpus order, per epoch."""
+    if not sentences:
+        return  # an empty row is padding; never cycle through nothing forever
+    ids = np.arange(sentences.start, sentences.stop)
+    lengths = (store.offsets[ids + 1] - store.offsets[ids] + 1).tolist()
+    for _ in epochs:
+        yield from zip(ids.tolist(), lengths, strict=True)
 
 
 def _sentence_plans(
@@ -265,7 +300,10 @@ class BatchStream(IterableDataset):
     on uneven lengths); `len()` gives that length.
 
     `mode="stream"`: bilm-tf's packed rows, `(batch_size, window)`, LSTM state carried across
-    batches. `mode="sentence"`: one sentence per row, padded to the longest, zero state.
+    batches. `mode="contiguous"`: the same batches, but row `r` of rank `k` reads part
+    `k * batch_size + r` of the corpus cut into contiguous parts, in order, every epoch (Kim et
+    al. 2016; no shuffling). `mode="sentence"`: one sentence per row, padded to the longest,
+    zero state.
     Use it with `DataLoader(batch_size=None)`; any `num_workers` yields the same batches.
     """
 
@@ -289,7 +327,8 @@ class BatchStream(IterableDataset):
         assert batch_size > 0 and window > 0 and max_sentence_tokens > 0 and start_step >= 0
         assert store.n_sentences > 0, "the corpus has no sentences"
         if training:
-            assert store.n_sentences >= world_size, "fewer training sentences than ranks"
+            rows = batch_size * world_size if mode == "contiguous" else world_size
+            assert store.n_sentences >= rows, f"fewer training sentences than rows ({rows})"
         self.store = store
         self.batch_size = batch_size
         self.window = window
@@ -330,12 +369,23 @@ class BatchStream(IterableDataset):
             world_size=self.world_size,
         )
 
+    def _contiguous_rows(self, rank: int) -> list[range]:
+        """Contiguous mode: the sentence ranges of `rank`'s rows."""
+        rows = contiguous_rows(self.store, self.batch_size * self.world_size)
+        return rows[rank * self.batch_size : (rank + 1) * self.batch_size]
+
     def _plans(self, rank: int, skip: int = 0) -> Iterator[_Plan]:
         """The plans of `rank`'s stream from step `skip` (infinite when training)."""
-        epochs = itertools.count() if self.training else iter([0])
-        sentences = self._order(rank).sentences(self.store, epochs)
+
+        def epochs() -> Iterator[int]:
+            return itertools.count() if self.training else iter([0])
+
+        if self.mode == "contiguous":
+            rows = [_row_sentences(self.store, r, epochs()) for r in self._contiguous_rows(rank)]
+            return _packed_plans(rows, self.window, skip)
+        sentences = self._order(rank).sentences(self.store, epochs())
         if self.mode == "stream":
-            return _packed_plans(sentences, self.batch_size, self.window, skip)
+            return _packed_plans([sentences] * self.batch_size, self.window, skip)
         plans = _sentence_plans(sentences, self.batch_size, self.max_sentence_tokens)
         return itertools.islice(plans, skip, None)
 
@@ -347,7 +397,7 @@ class BatchStream(IterableDataset):
         """
         if not self.training:
             return len(self)
-        if self.mode == "stream":
+        if self.mode != "sentence":
             positions = self.store.n_tokens + self.store.n_sentences  # n + 1 per sentence
             return max(1, positions // self.world_size // (self.batch_size * self.window))
         return max(1, self.store.n_sentences // self.world_size // self.batch_size)
@@ -369,9 +419,13 @@ class BatchStream(IterableDataset):
     def count_targets(self) -> int:
         """Real targets per direction in this rank's evaluation pass: its words and `</S>`s."""
         assert not self.training, "a training stream has no end"
+        if self.mode == "contiguous":
+            chunks = [np.arange(r.start, r.stop) for r in self._contiguous_rows(self.rank)]
+        else:
+            chunks = self._order(self.rank).chunks(0)
         offsets = self.store.offsets
         total = 0
-        for ids in self._order(self.rank).chunks(0):
+        for ids in chunks:
             total += int((offsets[ids + 1] - offsets[ids]).sum()) + ids.size
         return total
 
@@ -388,8 +442,8 @@ class BatchStream(IterableDataset):
                 if plan is not None:
                     window = plan.window
                 else:
-                    window = self.window if self.mode == "stream" else 1
-                # stream mode: zero state only at the very start; a resumed run restores the
+                    window = self.window if self.mode != "sentence" else 1
+                # stream modes: zero state only at the very start; a resumed run restores the
                 # carried states from its checkpoint, so its batches equal the uninterrupted ones
                 reset = self.mode == "sentence" or step == 0
                 yield _materialise(self.store, plan, self.batch_size, window, reset)

@@ -37,10 +37,15 @@ class BiLM(nn.Module):
         super().__init__()
         self.config = config
         self.n_directions = 2 if config.bidirectional else 1
-        proj = config.lstm.projection_dim
-        self.char_encoder = CharEncoder(config.char_cnn, proj)
+        cnn = config.char_cnn
+        token_dim = config.lstm.projection_dim if cnn.projection else cnn.n_filters
+        self.char_encoder = CharEncoder(cnn, token_dim)
         self.lstm = LSTMStack(
-            config.lstm, proj, self.n_directions, config.dropout, config.dropout_token_embeddings
+            config.lstm,
+            token_dim,
+            self.n_directions,
+            config.dropout,
+            config.dropout_token_embeddings,
         )
 
     @property
@@ -50,6 +55,12 @@ class BiLM(nn.Module):
     @property
     def n_layers(self) -> int:
         return self.config.lstm.n_layers
+
+    @property
+    def has_elmo_layers(self) -> bool:
+        """Whether the token layer and the LSTM layers have one width, so ELMo can mix them
+        (not so for a Kim et al. language model without the token projection)."""
+        return self.char_encoder.output_dim == self.config.lstm.projection_dim
 
     def run_streams(
         self,
@@ -74,6 +85,8 @@ class BiLM(nn.Module):
         The backward LM reads each sentence reversed; its outputs are flipped back so position
         t of every layer describes token t. Padding positions are zero.
         """
+        if not self.has_elmo_layers:
+            raise ValueError("model.char_cnn.projection=false: no ELMo layers of one width")
         mask = (char_ids > 0).any(dim=-1)  # (B, T)
         lengths = mask.sum(dim=1)
         bwd_chars = reverse_padded(char_ids, lengths) if self.n_directions == 2 else None

@@ -16,6 +16,10 @@ class CharCNNConfig:
     n_highway: int = 1
     activation: str = "relu"  # relu | tanh, applied after the max-pool
     max_characters_per_token: int = 50
+    # true: bilm-tf's `CNN_proj` maps the n_filters features to lstm.projection_dim when they
+    # differ. false: they go straight into the first LSTM layer, as Kim et al. 2016; the token
+    # layer is then n_filters wide, so the model is a language model with no ELMo layers.
+    projection: bool = True
 
     @property
     def n_filters(self) -> int:
@@ -105,11 +109,15 @@ def _elmo(dim: int, proj: int, n_highway: int) -> BiLMConfig:
 
 def _kim(filters: list[list[int]], n_highway: int, dim: int) -> BiLMConfig:
     # Kim et al. 2016 Table 2: char dim 15, tanh CNN, no clipping, no residual, dropout 0.5,
-    # forward LM only. The LSTM has no projection (projection_dim == dim); bilm-tf semantics
-    # add a linear map from the CNN width to the LSTM width, which Kim's model does not have.
+    # forward LM only. The highway output feeds the LSTM directly, and the LSTM has no
+    # projection (projection_dim == dim).
     return BiLMConfig(
         char_cnn=CharCNNConfig(
-            embedding_dim=15, filters=filters, n_highway=n_highway, activation="tanh"
+            embedding_dim=15,
+            filters=filters,
+            n_highway=n_highway,
+            activation="tanh",
+            projection=False,
         ),
         lstm=LSTMConfig(
             dim=dim,

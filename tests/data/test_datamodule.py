@@ -92,6 +92,9 @@ def test_bad_options_are_user_errors(corpus):
         ElmoDataModule(**corpus, mode="documents")
     with pytest.raises(UserError, match="data.window"):
         ElmoDataModule(**corpus, window=0)
+    too_many_rows = make(corpus, mode="contiguous", batch_size=301)
+    with pytest.raises(UserError, match="300 sentences, fewer than the 301 rows"):
+        too_many_rows.train_dataloader()
 
 
 class Recorder(L.LightningModule):

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from elmo_train.chars import word_to_char_ids
 from elmo_train.data.store import CorpusStore
-from elmo_train.data.stream import BatchStream, SentenceOrder
+from elmo_train.data.stream import BatchStream, SentenceOrder, contiguous_rows
 from elmo_train.vocab import Vocabulary
 
 SPECIALS = ["<S>", "</S>", "<UNK>"]
@@ -185,6 +185,47 @@ def test_training_stream_rows_are_continuous(tmp_path):
                 assert following == (first if target == last else target)
 
 
+def test_contiguous_rows_cut_the_corpus_in_order(tmp_path):
+    store, _ = numbered(41, tmp_path)
+    for n_rows in (1, 4, 12, 41, 50):
+        rows = contiguous_rows(store, n_rows)
+        assert len(rows) == n_rows
+        assert [i for r in rows for i in r] == list(range(41))  # a partition, in corpus order
+    rows = contiguous_rows(store, 4)
+    positions = [int(store.offsets[r.stop] - store.offsets[r.start]) + len(r) for r in rows]
+    longest = int(np.diff(store.offsets).max()) + 1
+    assert max(positions) - min(positions) <= 2 * longest  # cuts within a sentence of ideal
+
+
+def test_contiguous_mode_reads_each_part_in_order_every_epoch(tmp_path):
+    """Kim et al.'s batches: row r of rank k reads part k * B + r sentence after sentence,
+    then starts it again; a resumed stream continues exactly."""
+    store, vocab = numbered(60, tmp_path)
+    parts = contiguous_rows(store, 6)
+
+    def stream(rank, start_step=0):
+        return BatchStream(
+            store, batch_size=3, window=5, mode="contiguous", rank=rank, world_size=2,
+            start_step=start_step,
+        )  # fmt: skip
+
+    for rank in (0, 1):
+        batches = take(stream(rank), 80)  # more than two epochs of every row
+        for row in range(3):
+            got = fetched(vocab, [{k: v[row : row + 1] for k, v in b.items()} for b in batches])
+            part = list(parts[rank * 3 + row])
+            assert got[: 2 * len(part)] == part + part
+        assert_same(take(stream(rank, start_step=17), 20), batches[17:37])
+        assert_same(list(itertools.islice(loader(stream(rank), 2), 80)), batches)
+    assert stream(0).steps_per_epoch == (store.n_tokens + 60) // 2 // 15
+
+
+def test_contiguous_mode_needs_a_sentence_per_row(tmp_path):
+    store, _ = numbered(5, tmp_path)
+    with pytest.raises(AssertionError, match="fewer training sentences than rows"):
+        BatchStream(store, batch_size=3, window=4, mode="contiguous", world_size=2)
+
+
 def test_steps_per_epoch_and_position(example, tmp_path):
     store, _ = numbered(100, tmp_path)
     stream = BatchStream(store, batch_size=4, window=5, world_size=2)
@@ -193,7 +234,7 @@ def test_steps_per_epoch_and_position(example, tmp_path):
     assert BatchStream(example, batch_size=64, window=20).steps_per_epoch == 1
 
 
-@pytest.mark.parametrize("mode", ["stream", "sentence"])
+@pytest.mark.parametrize("mode", ["stream", "contiguous", "sentence"])
 @pytest.mark.parametrize("world_size", [1, 3])
 def test_eval_counts_every_target_once(mode, world_size, tmp_path):
     store, _ = numbered(41, tmp_path)
@@ -225,7 +266,11 @@ def test_eval_counts_every_target_once(mode, world_size, tmp_path):
         )
         eos = sum(int((b["fwd_targets"][b["mask"]] == 1).sum()) for b in batches)
         bos = sum(int((b["bwd_targets"][b["mask"]] == 0).sum()) for b in batches)
-        assert eos == bos == len(SentenceOrder(41, shuffle=False, rank=rank, world_size=world_size))
+        if mode == "contiguous":
+            n_sentences = sum(len(r) for r in stream._contiguous_rows(rank))
+        else:
+            n_sentences = len(SentenceOrder(41, shuffle=False, rank=rank, world_size=world_size))
+        assert eos == bos == n_sentences
         for b in batches:  # padding is all zeros
             assert not b["fwd_chars"][~b["mask"]].any() and not b["bwd_targets"][~b["mask"]].any()
     assert counted == store.n_tokens + store.n_sentences

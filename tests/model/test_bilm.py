@@ -61,6 +61,14 @@ def test_forward_only_model():
     assert out.activations[-1].shape[-1] == config.lstm.projection_dim
 
 
+def test_kim_language_model_has_no_elmo_layers():
+    lm = LanguageModel(preset("kim_small"), vocab_size=20).eval()
+    batch = _batch()
+    assert torch.isfinite(lm(batch).loss)  # the language model runs
+    with pytest.raises(ValueError, match="projection=false"):
+        lm.bilm(batch["fwd_chars"])  # but the token layer is 525 wide, the LSTM's 300
+
+
 def _batch(B=3, T=5, V=20):
     words = [[f"w{(i * 7 + t) % V}" for t in range(T)] for i in range(B)]
     chars = batch_to_ids(words)[:, 1:-1]  # (B, T, 50) without the sentence boundaries

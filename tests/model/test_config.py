@@ -22,6 +22,17 @@ def test_kim_presets_follow_table_2():
     assert not small.bidirectional and small.char_cnn.activation == "tanh"
 
 
+def test_kim_small_has_kims_architecture_and_parameter_count():
+    """The highway output feeds the LSTM directly (no bilm-tf CNN_proj), as Kim et al."""
+    bilm = BiLM(preset("kim_small"))
+    assert bilm.char_encoder.projection is None and not bilm.has_elmo_layers
+    assert bilm.lstm.weight_x[0].shape == (1, 525, 4 * 300)
+    cnn = 262 * 15 + sum(15 * w * 25 * w + 25 * w for w in range(1, 7))
+    highway = 2 * (525 * 525 + 525)
+    lstm = (525 + 300) * 1200 + 1200 + (300 + 300) * 1200 + 1200
+    assert sum(p.numel() for p in bilm.parameters()) == cnn + highway + lstm
+
+
 def test_invalid_configs_name_the_key():
     with pytest.raises(ValueError, match="model.lstm.impl=fused cannot clip"):
         BiLMConfig(lstm=LSTMConfig(impl="fused"))
