@@ -1,0 +1,53 @@
+"""scripts/kim_reference.py: Kim et al.'s model and Torch loop, replicated in plain torch."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import kim_reference  # noqa: E402
+
+WORDS = "the bank of the river was steep a loan from the bank was paid".split()
+
+
+def test_kims_batches_are_contiguous_rows_of_the_token_stream():
+    tokens = [f"w{i}" for i in range(50)]
+    index = {t: i for i, t in enumerate(tokens)}
+    batches = kim_reference.row_batches(tokens, index, rows=2, window=3)
+    assert len(batches) == 8  # 49 targets -> 48 = 2 rows x 8 windows of 3
+    inputs, targets = batches[0]
+    assert inputs.tolist() == [[0, 1, 2], [24, 25, 26]] and targets.tolist() == [
+        [1, 2, 3],
+        [25, 26, 27],
+    ]
+    assert batches[1][0].tolist() == [[3, 4, 5], [27, 28, 29]]
+
+
+def test_kim_char_ids_wrap_words_and_pad_with_zero():
+    ids = kim_reference.kim_char_ids(["ab", "b", "+"])
+    # alphabet sorted: "+" -> 3, "a" -> 4, "b" -> 5; 1 = start, 2 = end
+    assert ids.tolist() == [[1, 4, 5, 2], [1, 5, 2, 0], [1, 3, 2, 0]]
+
+
+@pytest.mark.parametrize(
+    ("variant", "extra"), [("kim", 0), ("projection", 525 * 300 + 300 - 225 * 4 * 300)]
+)
+def test_variants_change_one_thing(variant, extra):
+    words = sorted(set(WORDS))
+    kim = sum(p.numel() for p in kim_reference.KimLM(words, "kim").parameters())
+    model = kim_reference.KimLM(words, variant)
+    assert sum(p.numel() for p in model.parameters()) - kim == extra
+    assert not model.padding_embedding().any()
+    assert all(p.abs().max() <= 2.05 for p in model.parameters())  # +-0.05, gate bias -2
+
+
+def test_training_lowers_validation_perplexity(tmp_path):
+    line = " ".join(WORDS) + "\n"  # nearly every next word is determined by the last two
+    (tmp_path / "train.txt").write_text(line * 200)
+    (tmp_path / "valid.txt").write_text(line * 40)
+    torch.set_num_threads(1)
+    history = kim_reference.train(tmp_path, "our_char_cnn", epochs=5, rows=4)
+    assert len(history) == 5 and history[-1] < min(history[0] / 4, 4.0)
