@@ -16,6 +16,7 @@ Memory stays flat whatever the corpus size: the sentence order is generated one 
 at a time, the corpus is read through its memory maps, and nothing per sentence is kept.
 """
 
+import bisect
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -186,14 +187,18 @@ def contiguous_rows(store: TokenStore, n_rows: int) -> list[range]:
     Kim et al. (and Zaremba et al.) reshape the token stream into `batch_size` rows: each row
     reads one contiguous part of the corpus, so the state carried across batches is real
     preceding text. Cuts fall on sentence boundaries; a corpus with fewer sentences than rows
-    leaves the last rows empty.
+    leaves the last rows empty. Binary searches over the memory-mapped offsets: no O(corpus)
+    array is built.
     """
-    positions = np.diff(store.offsets) + 1  # (n_sentences,) input positions of each sentence
-    ends = np.cumsum(positions)
-    targets = ends[-1] * np.arange(1, n_rows) / n_rows  # ideal cut positions
-    cuts = np.searchsorted(ends, targets, side="left") + 1  # first sentence of rows 1..n-1
-    bounds = [0, *np.minimum(cuts, store.n_sentences).tolist(), store.n_sentences]
-    bounds = np.maximum.accumulate(bounds).tolist()
+    n = store.n_sentences
+    total = store.n_tokens + n  # input positions: a sentence of k words has k + 1
+
+    def end(i: int) -> int:  # input positions up to and including sentence i
+        return int(store.offsets[i + 1]) + i + 1
+
+    # row k starts after the sentence that holds position k * total / n_rows
+    cuts = [bisect.bisect_left(range(n), total * k / n_rows, key=end) + 1 for k in range(1, n_rows)]
+    bounds = [0, *(min(cut, n) for cut in cuts), n]
     return [range(a, b) for a, b in itertools.pairwise(bounds)]
 
 
