@@ -159,19 +159,22 @@ def evaluate(
     *,
     batch_size: int = 64,
     window: int = 20,
+    mode: str = "stream",
     device: str | torch.device = "cpu",
     num_workers: int = 0,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> EvalResult:
     """Full-softmax NLL of every target of `store`, state carried across batches.
 
-    `progress(batch, n_batches, tokens)` is called after each batch.
+    `mode`: `stream` (bilm-tf: rows take the sentences in turn) or `contiguous` (Kim et al.:
+    each row reads one contiguous part of the text). `progress(batch, n_batches, tokens)` is
+    called after each batch.
     """
     device = torch.device(device)
     lm = lm.to(device).eval()
     directions = ["fwd", "bwd"][: lm.bilm.n_directions]
     unk_rows = eval_vocab.unk_rows.to(device)
-    stream = BatchStream(store, batch_size=batch_size, window=window, training=False)
+    stream = BatchStream(store, batch_size=batch_size, window=window, mode=mode, training=False)
     loader = DataLoader(stream, batch_size=None, num_workers=num_workers)
     state = lm.bilm.lstm.zero_state(batch_size, lm.bilm.lstm.weight_h[0])
     sums = torch.zeros(len(directions), dtype=torch.float64, device=device)

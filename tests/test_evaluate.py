@@ -70,11 +70,13 @@ def store(tmp_path):
     return CorpusStore.from_sentences(SENTENCES, Vocabulary(WORDS), tmp_path / "store")
 
 
-def test_perplexity_is_exp_of_the_average_log_loss(store):
+@pytest.mark.parametrize("mode", ["stream", "contiguous"])
+def test_perplexity_is_exp_of_the_average_log_loss(store, mode):
     lm, vocab = tiny_lm(), Vocabulary(WORDS)
     (h_fwd, h_bwd), tokens, unk = by_hand(lm, vocab)
-    # One row, windows of 3: the state is carried across 11 batches.
-    result = evaluate(lm, store, evaluation_vocabulary(vocab), batch_size=1, window=3)
+    # One row, windows of 3: the state is carried across 11 batches (one row: both modes read
+    # the text in order).
+    result = evaluate(lm, store, evaluation_vocabulary(vocab), batch_size=1, window=3, mode=mode)
     m = result.metrics()
     assert m["tokens"] == tokens == sum(len(s) + 1 for s in SENTENCES)
     assert m["unk_tokens"] == unk == 2
@@ -85,9 +87,11 @@ def test_perplexity_is_exp_of_the_average_log_loss(store):
     assert m["ppl_mean"] == pytest.approx((math.exp(h_fwd) + math.exp(h_bwd)) / 2, rel=1e-5)
 
 
-def test_batched_rows_score_every_target_once(store):
+@pytest.mark.parametrize("mode", ["stream", "contiguous"])
+def test_batched_rows_score_every_target_once(store, mode):
     lm, vocab = tiny_lm(), Vocabulary(WORDS)
-    m = evaluate(lm, store, evaluation_vocabulary(vocab), batch_size=3, window=4).metrics()
+    scores = evaluate(lm, store, evaluation_vocabulary(vocab), batch_size=3, window=4, mode=mode)
+    m = scores.metrics()
     _, tokens, unk = by_hand(lm, vocab)
     assert (m["tokens"], m["unk_tokens"]) == (tokens, unk)
     assert 1.0 < m["ppl"] < 3 * len(WORDS)  # a random model: near uniform, not broken

@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window", type=int, default=20, help="tokens per row and batch (default: %(default)s)"
     )
+    parser.add_argument(
+        "--mode",
+        choices=["stream", "contiguous"],
+        default="stream",
+        help="stream: rows take the sentences in turn (bilm-tf's test); contiguous: each row "
+        "reads one contiguous part of the text, as Kim et al. (default: %(default)s)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--cache-dir",
@@ -137,6 +144,7 @@ def run(args: argparse.Namespace) -> None:
         eval_vocab,
         batch_size=args.batch_size,
         window=args.window,
+        mode=args.mode,
         device=device,
         num_workers=args.num_workers,
         progress=progress,
