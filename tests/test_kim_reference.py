@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -48,6 +47,5 @@ def test_training_lowers_validation_perplexity(tmp_path):
     line = " ".join(WORDS) + "\n"  # nearly every next word is determined by the last two
     (tmp_path / "train.txt").write_text(line * 200)
     (tmp_path / "valid.txt").write_text(line * 40)
-    torch.set_num_threads(1)
     history = kim_reference.train(tmp_path, "our_char_cnn", epochs=5, rows=4)
     assert len(history) == 5 and history[-1] < min(history[0] / 4, 4.0)
