@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from elmo_train.data.files import resolve_inputs
 from elmo_train.data.store import CorpusStore, prepare
-from elmo_train.data.stream import MODES, BatchStream
+from elmo_train.data.stream import MODES, BatchStream, training_rows
 from elmo_train.data.tokenizer import TOKENIZERS, make_tokenizer
 from elmo_train.errors import UserError
 from elmo_train.vocab import Vocabulary, build_vocabulary
@@ -212,7 +212,7 @@ class ElmoDataModule(L.LightningDataModule):
             raise RuntimeError("call prepare_data() and setup() before asking for batches")
         default_rank, default_world = self._rank_world()
         world_size = default_world if world_size is None else world_size
-        rows = self.batch_size * world_size if self.mode == "contiguous" else world_size
+        rows = training_rows(self.mode, self.batch_size, world_size)
         if self.stores["train"].n_sentences < rows:
             raise UserError(
                 f"data.train has {self.stores['train'].n_sentences} sentences, fewer than the "

@@ -33,6 +33,11 @@ EOS_TYPE = 1  # the store's type id of `</S>`
 MODES = ("stream", "contiguous", "sentence")
 
 
+def training_rows(mode: str, batch_size: int, world_size: int) -> int:
+    """Sentences a training corpus needs at least: one per contiguous row, else one per rank."""
+    return batch_size * world_size if mode == "contiguous" else world_size
+
+
 class TokenStore(Protocol):
     """What a batch stream reads from a prepared corpus (`CorpusStore` provides it)."""
 
@@ -332,7 +337,7 @@ class BatchStream(IterableDataset):
         assert batch_size > 0 and window > 0 and max_sentence_tokens > 0 and start_step >= 0
         assert store.n_sentences > 0, "the corpus has no sentences"
         if training:
-            rows = batch_size * world_size if mode == "contiguous" else world_size
+            rows = training_rows(mode, batch_size, world_size)
             assert store.n_sentences >= rows, f"fewer training sentences than rows ({rows})"
         self.store = store
         self.batch_size = batch_size
