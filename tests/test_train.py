@@ -162,13 +162,18 @@ def test_atomic_checkpoint_keeps_previous_file_when_a_write_fails(tmp_path, monk
 def _losses(run_dir: Path) -> dict[int, float]:
     with open(run_dir / "logs" / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
-    return {int(r["step"]): float(r["train/loss"]) for r in rows}
+    losses = {int(r["step"]): float(r["train/loss"]) for r in rows}
+    assert len(losses) == len(rows), "a step was logged twice"
+    return losses
 
 
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(corpus, cache, tmp_path):
+    # The log is flushed every step, so the killed run leaves rows of steps it trained after
+    # its last checkpoint: the resumed run replaces those and keeps the ones before.
     common = [*fast_overrides(corpus, tmp_path, cache, steps=12), "checkpoint_every=3",
-              "export=false", "test=false", "val_every=1000"]  # fmt: skip
+              "export=false", "test=false", "val_every=1000",
+              "+logger.csv.flush_logs_every_n_steps=1"]  # fmt: skip
     whole = train_subprocess([*common, f"run_dir={tmp_path / 'whole'}"], cwd=tmp_path)
     assert whole.wait(timeout=600) == 0, whole.stdout.read()
 
@@ -185,8 +190,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(corpus, cache, tmp_path)
     resumed = train_subprocess([*common, f"run_dir={killed_dir}", "resume=true"], cwd=tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
     uninterrupted, after_resume = _losses(tmp_path / "whole"), _losses(killed_dir)
-    assert max(uninterrupted) == 11 and max(after_resume) == 11
-    for step in range(7, 12):
+    assert sorted(uninterrupted) == sorted(after_resume) == list(range(12))
+    for step in range(12):  # the killed run's history, then the resumed run's steps
         assert after_resume[step] == pytest.approx(uninterrupted[step], abs=1e-6), step
 
 
