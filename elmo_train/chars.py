@@ -17,6 +17,7 @@ _BOS, _EOS, _BOW, _EOW, _PAD = 256, 257, 258, 259, 260
 BOS_TOKEN = "<S>"
 EOS_TOKEN = "</S>"
 UNK_TOKEN = "<UNK>"
+PADDING_CHAR = _PAD + 1  # the shifted id filling each token's 50 columns after its word
 
 
 def _make(chars: list[int], max_chars: int) -> list[int]:

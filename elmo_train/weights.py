@@ -52,8 +52,10 @@ def options_from_config(config: BiLMConfig) -> dict:
         "n_characters": 262,
         "max_characters_per_token": cnn.max_characters_per_token,
     }
-    if not cnn.projection:  # our extension: bilm-tf always projects (`CNN_proj`)
+    if not cnn.projection:  # our extensions: bilm-tf always projects (`CNN_proj`)
         cnn_options["projection"] = False
+    if cnn.zero_padding_char:  # and learns the padding character
+        cnn_options["zero_padding_char"] = True
     return {
         "lstm": {k: v for k, v in lstm_options.items() if v is not None},
         "char_cnn": cnn_options,
@@ -80,6 +82,7 @@ def config_from_options(options: dict, source: str = OPTIONS) -> BiLMConfig:
                 activation=cnn.get("activation", "relu"),
                 max_characters_per_token=cnn.get("max_characters_per_token", 50),
                 projection=bool(cnn.get("projection", True)),
+                zero_padding_char=bool(cnn.get("zero_padding_char", False)),
             ),
             lstm=LSTMConfig(
                 dim=lstm["dim"],

@@ -112,16 +112,21 @@ def test_model_dir_round_trip_identical_parameters_and_outputs(tmp_path):
 
 
 def test_kim_model_round_trips_and_refuses_elmo_embeddings(tmp_path, capsys):
-    """Without the token projection the options say so; such a model evaluates as a
-    language model, and asking it for ELMo embeddings is a one-line error."""
+    """Without the token projection (and with Kim's zero padding character) the options say
+    so; such a model evaluates as a language model, and asking it for ELMo embeddings is a
+    one-line error."""
     torch.manual_seed(0)
     vocab = Vocabulary(["<S>", "</S>", "<UNK>", "bank", "river", "loan"])
-    lm = LanguageModel(preset("kim_small"), len(vocab)).eval()
+    config = preset("kim_small")
+    config.char_cnn.zero_padding_char = True
+    lm = LanguageModel(config, len(vocab)).eval()
     save_model_dir(lm, vocab, tmp_path / "model")
     options = json.loads((tmp_path / "model" / "options.json").read_text())
     assert options["char_cnn"]["projection"] is False
+    assert options["char_cnn"]["zero_padding_char"] is True
     loaded, _ = load_model_dir(tmp_path / "model")
     assert loaded.bilm.char_encoder.projection is None
+    assert loaded.config.char_cnn.zero_padding_char
     chars = batch_to_ids([["bank", "river", "loan"]])
     batch = {"fwd_chars": chars, "fwd_targets": torch.tensor([[3, 4, 5, 1, 0]])}
     batch["mask"] = torch.ones(1, 5, dtype=torch.bool)
@@ -138,7 +143,8 @@ def test_kim_model_round_trips_and_refuses_elmo_embeddings(tmp_path, capsys):
 def test_exported_options_are_released_format(tmp_path):
     write_options(preset("elmo_small"), tmp_path / "options.json")
     options = json.loads((tmp_path / "options.json").read_text())
-    assert options["char_cnn"]["n_characters"] == 262 and "projection" not in options["char_cnn"]
+    assert options["char_cnn"]["n_characters"] == 262
+    assert not {"projection", "zero_padding_char"} & options["char_cnn"].keys()
     assert options["lstm"] == {
         "dim": 1024, "projection_dim": 128, "n_layers": 2, "use_skip_connections": True,
         "cell_clip": 3.0, "proj_clip": 3.0,

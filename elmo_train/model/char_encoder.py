@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elmo_train.chars import N_CHARACTERS
+from elmo_train.chars import N_CHARACTERS, PADDING_CHAR
 from elmo_train.model.config import CharCNNConfig
 
 
@@ -105,6 +105,8 @@ class CharEncoder(nn.Module):
     def pool(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Max-pooled convolution features of `(N, C')` char-id rows: `(N, n_filters)`."""
         x = self.embedding(char_ids)  # (N, C', dim), channels last
+        if self.config.zero_padding_char:  # (N, C', 1) mask: no value and no gradient
+            x = x * (char_ids != PADDING_CHAR).unsqueeze(-1).to(x.dtype)
         N, L, dim = x.shape
         activation = torch.relu if self.config.activation == "relu" else torch.tanh
         pooled = []

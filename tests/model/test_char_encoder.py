@@ -1,12 +1,18 @@
+import pytest
 import torch
 
-from elmo_train.chars import batch_to_ids
+from elmo_train.chars import PADDING_CHAR, batch_to_ids
 from elmo_train.model.char_encoder import CharEncoder
 from elmo_train.model.config import CharCNNConfig
 
 
-def _encoder() -> CharEncoder:
-    config = CharCNNConfig(embedding_dim=4, filters=[[1, 4], [2, 6], [3, 8]], n_highway=2)
+def _encoder(zero_padding_char: bool = False) -> CharEncoder:
+    config = CharCNNConfig(
+        embedding_dim=4,
+        filters=[[1, 4], [2, 6], [3, 8]],
+        n_highway=2,
+        zero_padding_char=zero_padding_char,
+    )
     return CharEncoder(config, output_dim=5).double()
 
 
@@ -27,10 +33,11 @@ def test_dedup_matches_per_token_encoding_values_and_gradients():
     _assert_same_values_and_gradients(encoder, deduped, per_token)
 
 
-def test_columns_cut_past_each_word_match_all_50_columns_values_and_gradients():
+@pytest.mark.parametrize("zero_padding_char", [False, True])
+def test_columns_cut_past_each_word_match_all_50_columns_values_and_gradients(zero_padding_char):
     # Short words, a 48-char token (its group keeps all 50 columns) and the padding token: the
     # two length groups and the cut must give exactly what pooling over all columns gives.
-    encoder = _encoder()
+    encoder = _encoder(zero_padding_char)
     words = [["a", "bank", "x" * 48, "river"], ["of", "the", "unbelievable"]]
     types = batch_to_ids(words).view(-1, 50)  # (8, 50) with one all-zero padding row
 
@@ -49,6 +56,22 @@ def test_highway_gate_starts_near_identity_and_padding_row_stays_zero():
     assert torch.all(encoder.embedding.weight[0] == 0)
     encoder(batch_to_ids([["x", "yy"], ["z"]])).sum().backward()
     assert torch.all(encoder.embedding.weight.grad[0] == 0)
+
+
+@pytest.mark.parametrize("zero_padding_char", [False, True])
+def test_padding_char_is_learned_or_a_fixed_zero_vector(zero_padding_char):
+    encoder = _encoder(zero_padding_char)
+    chars = batch_to_ids([["a", "bank"], ["river"]])
+    before = encoder(chars)
+    before.sum().backward()
+    padding_grad = encoder.embedding.weight.grad[PADDING_CHAR]
+    with torch.no_grad():
+        encoder.embedding.weight[PADDING_CHAR] += 1.0
+    after = encoder(chars)
+    if zero_padding_char:  # Kim et al.: neither its value nor a gradient reaches it
+        assert torch.all(padding_grad == 0) and torch.equal(before, after)
+    else:  # bilm-tf: a character like any other
+        assert padding_grad.abs().sum() > 0 and not torch.allclose(before, after)
 
 
 def test_highway_is_bilm_tf_carry_semantics():
