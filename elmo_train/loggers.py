@@ -42,10 +42,21 @@ class _HistoryWriter(ExperimentWriter):
             return
         # The union of the old and new columns, so the base class appends instead of rewriting.
         self.metrics_keys = sorted(set(header).union(*self.metrics))
-        with self._fs.open(self.metrics_file_path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+        self._write_atomically(self.metrics_keys, kept)
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            rows = list(csv.DictReader(file))
+        self._write_atomically(fieldnames, rows)
+
+    def _write_atomically(self, fieldnames: list[str], rows: list[dict[str, str]]) -> None:
+        # A run killed mid-write must not lose the history: write aside, then rename over it.
+        partial = self.metrics_file_path + ".partial"
+        with self._fs.open(partial, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fieldnames)
             writer.writeheader()
-            writer.writerows(kept)
+            writer.writerows(rows)
+        self._fs.mv(partial, self.metrics_file_path)
 
 
 class ResumableCSVLogger(CSVLogger):

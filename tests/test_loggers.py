@@ -31,6 +31,7 @@ def test_resumed_run_keeps_the_history_before_its_first_step(tmp_path):
     assert [int(r["step"]) for r in rows if r["train/loss"]] == list(range(8))
     assert not any(r["val/ppl"] for r in rows), "step 9's row was logged again, not kept"
     assert [r["test/ppl"] for r in rows if r["test/ppl"]] == ["99.0"]
+    assert [p.name for p in metrics.parent.iterdir()] == ["metrics.csv"]  # no .partial left
 
 
 def test_run_from_step_zero_starts_an_empty_history(tmp_path):
