@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
@@ -109,6 +110,8 @@ def train(cfg: DictConfig) -> dict:
         "trainer",
         check_val_every_n_epoch=None,
         callbacks=callbacks,
+        # `callbacks.progress_bar=null` means no bar, not Lightning's default one.
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
         logger=loggers or False,
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],

@@ -5,8 +5,10 @@ import signal
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import OmegaConf
 from train_helpers import (
     compose_train_config,
@@ -44,6 +46,24 @@ def test_default_run_trains_evaluates_and_exports(corpus, cache, tmp_path):
         assert (model / name).is_file(), name
     assert "perplexity (full softmax)" in (model / "README.md").read_text()
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("override", [[], ["callbacks.progress_bar=null"]])
+def test_progress_bar_is_ours_or_none(override, corpus, cache, tmp_path, monkeypatch):
+    bars = []
+    fit = L.Trainer.fit
+
+    def recording_fit(trainer, *args, **kwargs):
+        bars.append(trainer.progress_bar_callback)
+        return fit(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "fit", recording_fit)
+    overrides = [*override, "export=false", "test=false"]
+    train(compose_train_config(overrides + fast_overrides(corpus, tmp_path, cache)))
+    if override:  # switched off: not Lightning's default bar in its place
+        assert bars == [None]
+    else:
+        assert len(bars) == 1 and isinstance(bars[0], RichProgressBar)
 
 
 def test_val_splits_records_the_test_curve_at_every_validation(corpus, cache, tmp_path):
