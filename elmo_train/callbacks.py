@@ -5,6 +5,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class DataAudit(L.Callback):
@@ -38,3 +39,29 @@ class DataAudit(L.Callback):
             },
             self.dirpath / f"audit_rank{trainer.global_rank}.pt",
         )
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """`ModelCheckpoint` every N steps, written after the validation that falls on the same step.
+
+    Lightning writes a step checkpoint at the end of the training batch, before that step's
+    validation, and a run resumed from it does not validate again: the perplexity of that
+    validation was never logged if the run died during it, and the plateau schedule (Kim et al.)
+    missed a comparison. A checkpoint due on a validation step waits for `on_validation_end`,
+    after the scores are logged and the schedule has stepped; Lightning resumes from such a
+    checkpoint without validating twice.
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0
+        if due and _validation_follows(trainer):
+            self._defer_save_until_validation = True  # ModelCheckpoint.on_validation_end saves
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def _validation_follows(trainer: L.Trainer) -> bool:
+    """Whether Lightning validates right after the current training batch (its own decision)."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    has_batches = sum(trainer.num_val_batches) > 0
+    return has_batches and epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)

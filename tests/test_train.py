@@ -179,20 +179,50 @@ def test_atomic_checkpoint_keeps_previous_file_when_a_write_fails(tmp_path, monk
     assert torch.load(path, weights_only=True) == {"step": 1}
 
 
-def _losses(run_dir: Path) -> dict[int, float]:
+def _column(run_dir: Path, name: str) -> dict[int, float]:
+    """`name` per step from the run's metrics.csv (each step at most once)."""
     with open(run_dir / "logs" / "metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
-    losses = {int(r["step"]): float(r["train/loss"]) for r in rows}
-    assert len(losses) == len(rows), "a step was logged twice"
-    return losses
+        rows = [r for r in csv.DictReader(f) if r.get(name)]
+    values = {int(r["step"]): float(r[name]) for r in rows}
+    assert len(values) == len(rows), f"a step logged {name} twice"
+    return values
+
+
+def test_resume_from_step_checkpoints_continues_the_same_run(corpus, cache, tmp_path):
+    # A checkpoint due on a validation step is written after that validation: Lightning resumes
+    # it without validating again, so the score and the plateau halving must be in it. sgd with
+    # threshold 1000 halves the lr at every validation after the first, so a checkpoint written
+    # before the validation of step 6 resumes with twice the lr and different losses.
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=9), "checkpoint_every=2",
+              "val_every=3", "callbacks.model_checkpoint.save_top_k=-1", "optimizer.name=sgd",
+              "optimizer.lr=0.5", "optimizer.plateau_threshold=1000", "export=false",
+              "test=false", "demo=false", "callbacks.progress_bar=null"]  # fmt: skip
+    whole = tmp_path / "whole"
+    train(compose_train_config([*common, f"run_dir={whole}"]))
+    lr, loss, ppl = (_column(whole, name) for name in ("train/lr", "train/loss", "val/ppl"))
+    assert sorted(ppl) == [2, 5, 8]
+    assert lr[5] == lr[0] and lr[6] == lr[0] / 2  # the first validation has nothing to beat
+
+    for start in (4, 6):  # a plain step checkpoint, and one on the validation of step 6
+        checkpoint = whole / "checkpoints" / f"step_{start:07d}.ckpt"
+        resumed = tmp_path / f"from_{start}"
+        train(compose_train_config([*common, f"run_dir={resumed}", f"resume={checkpoint}"]))
+        assert _column(resumed, "train/lr") == {s: lr[s] for s in range(start, 9)}
+        assert _column(resumed, "train/loss") == pytest.approx(
+            {s: loss[s] for s in range(start, 9)}, abs=1e-6
+        )
+        assert _column(resumed, "val/ppl") == pytest.approx(
+            {s: ppl[s] for s in ppl if s >= start}, rel=1e-6
+        )
 
 
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(corpus, cache, tmp_path):
     # The log is flushed every step, so the killed run leaves rows of steps it trained after
-    # its last checkpoint: the resumed run replaces those and keeps the ones before.
+    # its last checkpoint: the resumed run replaces those and keeps the ones before. The kill
+    # waits for the checkpoint of step 6, written after that step's row and validation.
     common = [*fast_overrides(corpus, tmp_path, cache, steps=12), "checkpoint_every=3",
-              "export=false", "test=false", "val_every=1000",
+              "export=false", "test=false", "val_every=6",
               "+logger.csv.flush_logs_every_n_steps=1"]  # fmt: skip
     whole = train_subprocess([*common, f"run_dir={tmp_path / 'whole'}"], cwd=tmp_path)
     assert whole.wait(timeout=600) == 0, whole.stdout.read()
@@ -209,10 +239,10 @@ def test_resume_after_sigkill_matches_uninterrupted_run(corpus, cache, tmp_path)
 
     resumed = train_subprocess([*common, f"run_dir={killed_dir}", "resume=true"], cwd=tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
-    uninterrupted, after_resume = _losses(tmp_path / "whole"), _losses(killed_dir)
-    assert sorted(uninterrupted) == sorted(after_resume) == list(range(12))
-    for step in range(12):  # the killed run's history, then the resumed run's steps
-        assert after_resume[step] == pytest.approx(uninterrupted[step], abs=1e-6), step
+    for name in ("train/loss", "val/ppl"):  # the killed run's history, then the resumed run's
+        uninterrupted, after_resume = _column(tmp_path / "whole", name), _column(killed_dir, name)
+        assert after_resume == pytest.approx(uninterrupted, abs=1e-6), name
+    assert sorted(after_resume) == [5, 11]
 
 
 @pytest.mark.slow
