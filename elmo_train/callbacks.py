@@ -5,7 +5,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
 
 class DataAudit(L.Callback):
@@ -65,3 +65,22 @@ def _validation_follows(trainer: L.Trainer) -> bool:
     epoch_loop = trainer.fit_loop.epoch_loop
     has_batches = sum(trainer.num_val_batches) > 0
     return has_batches and epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+
+
+class RunProgressBar(RichProgressBar):
+    """Lightning's rich bar, counting the steps of the whole run.
+
+    The training stream is one endless Lightning epoch. After a resume Lightning's count goes on
+    from the checkpoint's step but its total is the steps left (33175/13174 at the end of a
+    resumed Kim run), and its label reads "Epoch 0/-2"; here the total is the run's `max_steps`
+    and the label says "Training".
+    """
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"{'Training':{len(self.validation_description)}}"
+
+    @property
+    def total_train_batches(self) -> int | float:
+        if self.trainer.num_training_batches == float("inf") and self.trainer.max_steps > 0:
+            return self.trainer.max_steps
+        return super().total_train_batches

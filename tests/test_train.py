@@ -17,6 +17,7 @@ from train_helpers import (
     train_subprocess,
 )
 
+from elmo_train.callbacks import RunProgressBar
 from elmo_train.config import config_dir
 from elmo_train.errors import UserError
 from elmo_train.train import AtomicCheckpointIO, train
@@ -64,6 +65,21 @@ def test_progress_bar_is_ours_or_none(override, corpus, cache, tmp_path, monkeyp
         assert bars == [None]
     else:
         assert len(bars) == 1 and isinstance(bars[0], RichProgressBar)
+
+
+def test_progress_bar_counts_the_whole_run_after_a_resume(corpus, cache, tmp_path, monkeypatch):
+    seen = []  # (steps shown, total shown) as each run ends
+
+    def record(bar, *_):
+        task = next(t for t in bar.progress.tasks if t.id == bar.train_progress_bar_id)
+        seen.append((task.completed, task.total))
+
+    monkeypatch.setattr(RunProgressBar, "on_train_end", record)
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=4), "checkpoint_every=2",
+              "export=false", "test=false"]  # fmt: skip
+    train(compose_train_config([*common, "trainer.max_steps=2"]))
+    train(compose_train_config([*common, "resume=true"]))
+    assert seen == [(2, 2), (4, 4)]  # Lightning's own bar: the steps left as the total
 
 
 def test_val_splits_records_the_test_curve_at_every_validation(corpus, cache, tmp_path):
