@@ -6,6 +6,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class DataAudit(L.Callback):
@@ -50,7 +51,44 @@ class StepCheckpoint(ModelCheckpoint):
     missed a comparison. A checkpoint due on a validation step waits for `on_validation_end`,
     after the scores are logged and the schedule has stepped; Lightning resumes from such a
     checkpoint without validating twice.
+
+    A run stopped by SIGTERM (SLURM or Kubernetes preemption, `kill`) stops after the step or
+    the validation it is in, with a checkpoint of that step, so the resumed run loses nothing
+    and validates exactly as the uninterrupted run would have. Other exceptions (Ctrl-C, out of
+    memory) can stop a step halfway and save nothing.
     """
+
+    _sigterm_during_validation = False
+
+    def on_validation_batch_end(self, trainer, *args, **kwargs) -> None:
+        # Lightning stops mid-validation on SIGTERM, and a checkpoint cannot hold half a
+        # validation: the signal is hidden until the validation ends. Not under DDP, where
+        # Lightning's signal handlers broadcast to the other ranks and rely on its own stops.
+        if trainer.received_sigterm and trainer.state.fn == "fit" and trainer.world_size == 1:
+            self._sigterm_during_validation = True
+            trainer._signal_connector.received_sigterm = False
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._sigterm_during_validation:
+            self._defer_save_until_validation = True  # the step is saved here, below
+        super().on_validation_end(trainer, pl_module)
+        if self._sigterm_during_validation:  # the training loop stops after this validation
+            self._sigterm_during_validation = False
+            trainer._signal_connector.received_sigterm = True
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        # SIGTERM during a training step: Lightning stops after it. A validation step was saved
+        # at on_validation_end: Lightning counts the step once more when it resumes from a
+        # checkpoint written after that, so a signal arriving in between keeps the older one.
+        if (
+            isinstance(exception, SIGTERMException)
+            and trainer.training
+            and self._last_global_step_saved != trainer.global_step
+            and not _validation_follows(trainer)
+        ):
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0

@@ -6,6 +6,7 @@ seed -> data -> model -> callbacks and loggers -> trainer -> fit -> evaluate -> 
 import dataclasses
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from elmo_train.adapt import initialize, model_config_from_init
@@ -198,6 +201,13 @@ def main(cfg: DictConfig) -> None:
     except UserError as error:
         print(f"elmo: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except SIGTERMException:  # Lightning's, a SystemExit with status 0
+        # Preemption: training stopped after a step or a validation, which StepCheckpoint saved.
+        last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
+        then = "continue with resume=true" if last.is_file() else "no checkpoint yet: start again"
+        if rank_zero_only.rank == 0:
+            print(f"elmo: stopped by SIGTERM; {then} ({last.parent})", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""`elmo train` end to end on tiny data: every config, resume after SIGKILL, DDP on CPU."""
+"""`elmo train` end to end on tiny data: every config, resume after SIGKILL and SIGTERM, DDP on CPU."""
 
 import csv
+import os
 import signal
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 from train_helpers import (
     compose_train_config,
@@ -17,7 +19,7 @@ from train_helpers import (
     train_subprocess,
 )
 
-from elmo_train.callbacks import RunProgressBar
+from elmo_train.callbacks import RunProgressBar, StepCheckpoint
 from elmo_train.config import config_dir
 from elmo_train.errors import UserError
 from elmo_train.train import AtomicCheckpointIO, train
@@ -259,6 +261,60 @@ def test_resume_after_sigkill_matches_uninterrupted_run(corpus, cache, tmp_path)
         uninterrupted, after_resume = _column(tmp_path / "whole", name), _column(killed_dir, name)
         assert after_resume == pytest.approx(uninterrupted, abs=1e-6), name
     assert sorted(after_resume) == [5, 11]
+
+
+@pytest.mark.parametrize(
+    ("hook", "step"), [("on_train_batch_start", 5), ("on_validation_batch_start", 7)]
+)
+def test_sigterm_stops_after_the_step_or_validation_with_its_checkpoint(
+    hook, step, corpus, cache, tmp_path, monkeypatch
+):
+    # Preemption in the middle of step 5, or of the validation at step 7: the run stops once it
+    # is done, saves that step (none is due before step 1000 otherwise), and the resumed run
+    # logs exactly what the uninterrupted one did.
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=12), "checkpoint_every=1000",
+              "val_every=7", "export=false", "test=false", "callbacks.progress_bar=null"]  # fmt: skip
+    train(compose_train_config([*common, f"run_dir={tmp_path / 'whole'}"]))
+
+    hook_before = getattr(StepCheckpoint, hook)
+
+    def preempt(callback, trainer, *args):
+        if trainer.global_step == step - 1 + (hook == "on_validation_batch_start"):
+            os.kill(os.getpid(), signal.SIGTERM)
+        hook_before(callback, trainer, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StepCheckpoint, hook, preempt)
+        with pytest.raises(SIGTERMException):
+            train(compose_train_config([*common, f"run_dir={tmp_path / 'stopped'}"]))
+    saved = sorted(p.name for p in (tmp_path / "stopped" / "checkpoints").glob("*.ckpt"))
+    assert saved == ["last.ckpt", f"step_{step:07d}.ckpt"]
+
+    train(compose_train_config([*common, f"run_dir={tmp_path / 'stopped'}", "resume=true"]))
+    for name in ("train/loss", "val/ppl"):
+        uninterrupted = _column(tmp_path / "whole", name)
+        assert _column(tmp_path / "stopped", name) == pytest.approx(uninterrupted, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_sigterm_from_outside_exits_143_with_a_checkpoint_to_resume(corpus, cache, tmp_path):
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=200), "checkpoint_every=1000",
+              f"run_dir={tmp_path}", "export=false", "test=false"]  # fmt: skip
+    run = train_subprocess(common, cwd=tmp_path)
+    metrics = tmp_path / "logs" / "metrics.csv"
+    deadline = time.time() + 600
+    while run.poll() is None and time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) > 4:
+            break
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode == 143, output
+    assert "elmo: stopped by SIGTERM; continue with resume=true" in output
+    assert list((tmp_path / "checkpoints").glob("step_*.ckpt")), output
+    resumed = train_subprocess([*common, "resume=true"], cwd=tmp_path)
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    assert sorted(_column(tmp_path, "train/loss")) == list(range(200))
 
 
 @pytest.mark.slow
