@@ -58,7 +58,15 @@ class StepCheckpoint(ModelCheckpoint):
     memory) can stop a step halfway and save nothing.
     """
 
+    _save_after_validation = False
     _sigterm_during_validation = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0
+        if due and _validation_follows(trainer):
+            self._save_after_validation = True
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, *args, **kwargs) -> None:
         # Lightning stops mid-validation on SIGTERM, and a checkpoint cannot hold half a
@@ -69,9 +77,10 @@ class StepCheckpoint(ModelCheckpoint):
             trainer._signal_connector.received_sigterm = False
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if self._sigterm_during_validation:
-            self._defer_save_until_validation = True  # the step is saved here, below
         super().on_validation_end(trainer, pl_module)
+        if self._save_after_validation or self._sigterm_during_validation:
+            self._save_after_validation = False
+            self._save_step(trainer)
         if self._sigterm_during_validation:  # the training loop stops after this validation
             self._sigterm_during_validation = False
             trainer._signal_connector.received_sigterm = True
@@ -83,19 +92,17 @@ class StepCheckpoint(ModelCheckpoint):
         if (
             isinstance(exception, SIGTERMException)
             and trainer.training
-            and self._last_global_step_saved != trainer.global_step
             and not _validation_follows(trainer)
         ):
-            candidates = self._monitor_candidates(trainer)
-            self._save_topk_checkpoint(trainer, candidates)
-            self._save_last_checkpoint(trainer, candidates)
+            self._save_step(trainer)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0
-        if due and _validation_follows(trainer):
-            self._defer_save_until_validation = True  # ModelCheckpoint.on_validation_end saves
+    def _save_step(self, trainer) -> None:
+        """The step's checkpoint and last.ckpt, as ModelCheckpoint writes them (once per step)."""
+        if self._should_skip_saving_checkpoint(trainer):  # includes: this step is saved
             return
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        candidates = self._monitor_candidates(trainer)
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
 
 
 def _validation_follows(trainer: L.Trainer) -> bool:
