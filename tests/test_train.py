@@ -243,9 +243,9 @@ def test_resume_from_step_checkpoints_continues_the_same_run(corpus, cache, tmp_
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(corpus, cache, tmp_path):
     # The log is flushed every step, so the killed run leaves rows of steps it trained after
-    # its last checkpoint: the resumed run replaces those and keeps the ones before. The kill
-    # waits for the checkpoint of step 6, written after that step's row and validation.
-    common = [*fast_overrides(corpus, tmp_path, cache, steps=12), "checkpoint_every=3",
+    # its last checkpoint: the resumed run replaces those and keeps the ones before. Every
+    # checkpoint falls on a validation step, so it is written after that step's rows.
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=30), "checkpoint_every=6",
               "export=false", "test=false", "val_every=6",
               "+logger.csv.flush_logs_every_n_steps=1"]  # fmt: skip
     whole = train_subprocess([*common, f"run_dir={tmp_path / 'whole'}"], cwd=tmp_path)
@@ -253,20 +253,20 @@ def test_resume_after_sigkill_matches_uninterrupted_run(corpus, cache, tmp_path)
 
     killed_dir = tmp_path / "killed"
     killed = train_subprocess([*common, f"run_dir={killed_dir}"], cwd=tmp_path)
-    checkpoint = killed_dir / "checkpoints" / "step_0000006.ckpt"
+    last = killed_dir / "checkpoints" / "last.ckpt"  # what resume=true reads
     deadline = time.time() + 600
-    while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    while not last.exists() and time.time() < deadline:
+        assert killed.poll() is None, killed.stdout.read()
+        time.sleep(0.01)
     killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert checkpoint.exists(), "the run ended before its second checkpoint"
+    assert killed.wait() == -signal.SIGKILL, "the run ended before it was killed"
 
     resumed = train_subprocess([*common, f"run_dir={killed_dir}", "resume=true"], cwd=tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
     for name in ("train/loss", "val/ppl"):  # the killed run's history, then the resumed run's
         uninterrupted, after_resume = _column(tmp_path / "whole", name), _column(killed_dir, name)
         assert after_resume == pytest.approx(uninterrupted, abs=1e-6), name
-    assert sorted(after_resume) == [5, 11]
+    assert sorted(after_resume) == [5, 11, 17, 23, 29]
 
 
 @pytest.mark.parametrize(
