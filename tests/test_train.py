@@ -212,6 +212,15 @@ def _column(run_dir: Path, name: str) -> dict[int, float]:
     return values
 
 
+def _wait_while_running(process, ready) -> None:
+    """Poll until `ready()` is true; the training process must still be running then."""
+    deadline = time.time() + 600
+    while not ready():
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "timed out waiting for the training process"
+        time.sleep(0.01)
+
+
 def test_resume_from_step_checkpoints_continues_the_same_run(corpus, cache, tmp_path):
     # A checkpoint due on a validation step is written after that validation: Lightning resumes
     # it without validating again, so the score and the plateau halving must be in it. sgd with
@@ -254,10 +263,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(corpus, cache, tmp_path)
     killed_dir = tmp_path / "killed"
     killed = train_subprocess([*common, f"run_dir={killed_dir}"], cwd=tmp_path)
     last = killed_dir / "checkpoints" / "last.ckpt"  # what resume=true reads
-    deadline = time.time() + 600
-    while not last.exists() and time.time() < deadline:
-        assert killed.poll() is None, killed.stdout.read()
-        time.sleep(0.01)
+    _wait_while_running(killed, last.exists)
     killed.send_signal(signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL, "the run ended before it was killed"
 
@@ -308,11 +314,7 @@ def test_sigterm_from_outside_exits_143_with_a_checkpoint_to_resume(corpus, cach
               f"run_dir={tmp_path}", "export=false", "test=false"]  # fmt: skip
     run = train_subprocess(common, cwd=tmp_path)
     metrics = tmp_path / "logs" / "metrics.csv"
-    deadline = time.time() + 600
-    while run.poll() is None and time.time() < deadline:
-        if metrics.exists() and len(metrics.read_text().splitlines()) > 4:
-            break
-        time.sleep(0.05)
+    _wait_while_running(run, lambda: metrics.exists() and len(metrics.read_text().splitlines()) > 4)
     run.send_signal(signal.SIGTERM)
     output = run.communicate(timeout=600)[0]
     assert run.returncode == 143, output
