@@ -11,6 +11,7 @@ validation perplexity improves by no more than 1. Variants change one thing at a
 `elmo_train`'s CharEncoder (bilm-tf char ids, learned padding over 50 columns).
 
     OMP_NUM_THREADS=2 python scripts/kim_reference.py ../shared/data/ptb --epochs 1
+    OMP_NUM_THREADS=2 python scripts/kim_reference.py ../shared/data/ptb --epochs 25 --test
 """
 
 import argparse
@@ -57,6 +58,14 @@ def row_batches(tokens: list[str], index: dict[str, int], rows: int, window: int
     return list(zip(inputs.split(window, 1), targets.split(window, 1), strict=True))
 
 
+def single_stream_batches(tokens: list[str], index: dict[str, int], window: int):
+    """Kim's test protocol: the whole split as one row, nothing cut; the stream starts after a
+    `+`, so every token (each word and each line's `+`) is a target once."""
+    ids = torch.tensor([index[t] for t in [EOS, *tokens]])
+    inputs, targets = ids[:-1].view(1, -1), ids[1:].view(1, -1)
+    return list(zip(inputs.split(window, 1), targets.split(window, 1), strict=True))
+
+
 class KimLM(nn.Module):
     def __init__(self, words: list[str], variant: str, hidden: int = 300):
         super().__init__()
@@ -90,13 +99,15 @@ class KimLM(nn.Module):
 
     def tokens(self, words: torch.Tensor) -> torch.Tensor:
         """Word ids `(B, T)` -> token embeddings `(B, T, 525)`."""
+        # Each distinct word of the batch once (the same values and gradients, fewer convolutions).
+        unique, inverse = torch.unique(words, return_inverse=True)
         if self.variant == "our_char_cnn":
-            return self.encoder(self.chars[words])
-        x = self.embedding(self.chars[words]).flatten(0, 1).transpose(1, 2)  # (B*T, 15, L)
+            return self.encoder(self.chars[unique])[inverse]
+        x = self.embedding(self.chars[unique]).transpose(1, 2)  # (U, 15, L)
         h = torch.cat([torch.tanh(conv(x).amax(-1)) for conv in self.convs], dim=-1)
         gate = torch.sigmoid(self.gate(h))
-        h = gate * F.relu(self.transform(h)) + (1 - gate) * h
-        return h.view(*words.shape, -1)
+        h = gate * F.relu(self.transform(h)) + (1 - gate) * h  # (U, 525)
+        return h[inverse]  # (B, T, 525)
 
     def forward(self, words: torch.Tensor, state):
         hidden, state = self.lstm(self.projection(self.tokens(words)), state)
@@ -115,9 +126,15 @@ def perplexity(model: KimLM, batches) -> float:
 
 
 def train(
-    data: Path, variant: str = "kim", epochs: int = 1, seed: int = 0, rows: int = 20
+    data: Path,
+    variant: str = "kim",
+    epochs: int = 1,
+    seed: int = 0,
+    rows: int = 20,
+    test: bool = False,
 ) -> list[float]:
-    """Kim's training loop; prints and returns the validation perplexity after each epoch."""
+    """Kim's training loop; prints and returns the validation perplexity after each epoch, and
+    with `test` the final model's test perplexity (`main.lua`'s `eval_split(3)`)."""
     torch.manual_seed(seed)
     train_tokens, valid_tokens = read_tokens(data / "train.txt"), read_tokens(data / "valid.txt")
     words = sorted(set(train_tokens))
@@ -151,6 +168,9 @@ def train(
                 f"next lr {lr:g} ({elapsed:.0f} s)",
                 flush=True,
             )
+    if test:
+        test_split = single_stream_batches(read_tokens(data / "test.txt"), index, window=35)
+        print(f"test ppl {perplexity(model, test_split):.2f}", flush=True)
     return history
 
 
@@ -160,8 +180,9 @@ def main() -> None:
     parser.add_argument("--variant", choices=VARIANTS, default="kim")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test", action="store_true", help="score test.txt after training")
     args = parser.parse_args()
-    train(args.data, args.variant, args.epochs, args.seed)
+    train(args.data, args.variant, args.epochs, args.seed, test=args.test)
 
 
 if __name__ == "__main__":

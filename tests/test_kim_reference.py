@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -23,6 +24,26 @@ def test_kims_batches_are_contiguous_rows_of_the_token_stream():
         [25, 26, 27],
     ]
     assert batches[1][0].tolist() == [[3, 4, 5], [27, 28, 29]]
+
+
+def test_kims_test_stream_scores_every_token_once_after_a_line_end():
+    tokens = [f"w{i}" for i in range(8)]
+    index = {t: i for i, t in enumerate([kim_reference.EOS, *tokens])}
+    batches = kim_reference.single_stream_batches(tokens, index, window=3)
+    inputs = [i for x, _ in batches for i in x[0].tolist()]
+    targets = [t for _, y in batches for t in y[0].tolist()]
+    assert targets == list(range(1, 9))  # every token a target once, nothing cut
+    assert inputs == [0, *range(1, 8)]  # the first word is predicted after "+"
+    assert [x.shape for x, _ in batches] == [(1, 3), (1, 3), (1, 2)]
+
+
+def test_the_cnn_runs_once_per_distinct_word_with_the_same_result():
+    words = sorted(set(WORDS))
+    model = kim_reference.KimLM(words, "kim")
+    batch = torch.tensor([[0, 1, 0, 2], [2, 2, 1, 0]])
+    per_type = model.tokens(batch)
+    per_token = torch.stack([model.tokens(w.view(1, 1))[0, 0] for w in batch.flatten()])
+    torch.testing.assert_close(per_type.flatten(0, 1), per_token)
 
 
 def test_kim_char_ids_wrap_words_and_pad_with_zero():
