@@ -14,6 +14,7 @@ from collections import deque
 import lightning as L
 import torch
 
+from elmo_train.errors import UserError
 from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.config import BiLMConfig, CharCNNConfig, LSTMConfig, SoftmaxConfig
 from elmo_train.model.lstm import LSTMState
@@ -169,6 +170,9 @@ class BiLMModule(L.LightningModule):
             }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning calls this before it loads the weights: a run resumed with other model
+        # options gets one line naming them, not a state_dict traceback.
+        self._check_fits(checkpoint)
         self.vocab = checkpoint.get("vocab")
         self.card = checkpoint.get("card") or {}
         self.plateau.load_state_dict(checkpoint["plateau"])
@@ -178,6 +182,35 @@ class BiLMModule(L.LightningModule):
             if saved["world_size"] > 1:
                 h, c = h[self.global_rank], c[self.global_rank]
             self._train_state = LSTMState(h.to(self.device), c.to(self.device))
+
+    def _check_fits(self, checkpoint: dict) -> None:
+        shapes = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
+        if shapes == {name: tuple(t.shape) for name, t in self.state_dict().items()}:
+            return
+        saved = checkpoint["hyper_parameters"]
+        then = _flat({"model": saved["model"], "vocab_size": saved["vocab_size"]})
+        now = _flat({"model": self.hparams.model, "vocab_size": self.hparams.vocab_size})
+        defaults = _flat({"model": dataclasses.asdict(BiLMConfig())})  # keys added since
+        changed = [
+            f"{key}={then.get(key, defaults.get(key))} (now {now.get(key)})"
+            for key in sorted(then.keys() | now.keys())
+            if then.get(key, defaults.get(key)) != now.get(key)
+        ]
+        raise UserError(
+            f"{self.trainer.ckpt_path}: its weights do not fit this run's model; the run was "
+            f"started with {', '.join(changed) or 'another model'}: resume with those options"
+        )
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """Nested dicts as one dict of dotted keys: {"model": {"dropout": 0.5}} -> model.dropout."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def perplexities(sums: torch.Tensor, directions: list[str]) -> dict[str, float]:

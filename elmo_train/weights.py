@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from elmo_train.errors import UserError
 from elmo_train.model.bilm import BiLM, LanguageModel
 from elmo_train.model.config import BiLMConfig, CharCNNConfig, LSTMConfig, SoftmaxConfig
+from elmo_train.model.lstm import LSTMStack
 from elmo_train.vocab import Vocabulary
 
 OPTIONS = "options.json"
@@ -148,6 +149,17 @@ def _lstm_kernel(w_x: torch.Tensor, w_h: torch.Tensor) -> _Dataset:
     return _Dataset(lambda: torch.cat([w_x, w_h]), write)
 
 
+def _lstm_bias(lstm: LSTMStack, layer: int, direction: int) -> _Dataset:
+    """TF's single `B`: the net bias of a cell with `recurrent_bias` (read back into `bias`)."""
+
+    def write(value: torch.Tensor) -> None:
+        lstm.bias[layer][direction].copy_(value)
+        if lstm.config.recurrent_bias:
+            lstm.bias_h[layer][direction].zero_()
+
+    return _Dataset(lambda: lstm.net_bias(layer)[direction], write)
+
+
 def _datasets(bilm: BiLM) -> dict[str, _Dataset]:
     enc, lstm = bilm.char_encoder, bilm.lstm
     table = {"char_embed": _view(enc.embedding.weight[1:])}  # no padding row in the file
@@ -171,7 +183,7 @@ def _datasets(bilm: BiLM) -> dict[str, _Dataset]:
         for layer in range(bilm.n_layers):
             cell = f"RNN_{d}/RNN/MultiRNNCell/Cell{layer}/LSTMCell"
             table[f"{cell}/W_0"] = _lstm_kernel(lstm.weight_x[layer][d], lstm.weight_h[layer][d])
-            table[f"{cell}/B"] = _view(lstm.bias[layer][d])
+            table[f"{cell}/B"] = _lstm_bias(lstm, layer, d)
             if lstm.has_projection:
                 table[f"{cell}/W_P_0"] = _view(lstm.weight_proj[layer][d])
     return table

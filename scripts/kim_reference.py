@@ -8,7 +8,10 @@ six `Conv1d`s (tanh, max over time), one highway layer with the gate bias shifte
 over the 35 steps and averaged over the 20 rows, gradient norm clipped at 5, lr halved when
 validation perplexity improves by no more than 1. Variants change one thing at a time:
 `projection` adds bilm-tf's 525 -> 300 linear map before the LSTM; `our_char_cnn` swaps in
-`elmo_train`'s CharEncoder (bilm-tf char ids, learned padding over 50 columns).
+`elmo_train`'s CharEncoder (bilm-tf char ids, learned padding over 50 columns);
+`one_lstm_bias` fixes the LSTM's second bias vector at zero. Kim's LSTM, like `nn.LSTM`, has
+two (its `i2h` and `h2h` linear maps), so under SGD the net bias of each gate learns at twice
+the learning rate; bilm-tf's cell and ours have one.
 
     OMP_NUM_THREADS=2 python scripts/kim_reference.py ../shared/data/ptb --epochs 1
     OMP_NUM_THREADS=2 python scripts/kim_reference.py ../shared/data/ptb --epochs 25 --test
@@ -27,7 +30,7 @@ from elmo_train.chars import word_to_char_ids
 from elmo_train.model.char_encoder import CharEncoder
 from elmo_train.model.config import CharCNNConfig
 
-VARIANTS = ("kim", "projection", "our_char_cnn")
+VARIANTS = ("kim", "projection", "our_char_cnn", "one_lstm_bias")
 FILTERS = [[width, 25 * width] for width in range(1, 7)]  # 525 features
 EOS = "+"  # Kim's end-of-line token for PTB
 
@@ -91,6 +94,10 @@ class KimLM(nn.Module):
             self.padding_embedding().zero_()
             gate = self.encoder.highways[0].gate if variant == "our_char_cnn" else self.gate
             gate.bias -= 2.0  # Kim's HighwayMLP adds a constant -2 to the gate
+        if variant == "one_lstm_bias":  # one bias per gate, as bilm-tf's cell (and ours)
+            for layer in range(self.lstm.num_layers):
+                bias = getattr(self.lstm, f"bias_hh_l{layer}").requires_grad_(False)
+                bias.zero_()
 
     def padding_embedding(self) -> torch.Tensor:
         """The embedding row that Kim keeps at zero (our CharEncoder: the padding token)."""

@@ -53,13 +53,15 @@ def test_kim_char_ids_wrap_words_and_pad_with_zero():
 
 
 @pytest.mark.parametrize(
-    ("variant", "extra"), [("kim", 0), ("projection", 525 * 300 + 300 - 225 * 4 * 300)]
+    ("variant", "extra"),
+    [("kim", 0), ("projection", 525 * 300 + 300 - 225 * 4 * 300), ("one_lstm_bias", -2 * 1200)],
 )
 def test_variants_change_one_thing(variant, extra):
     words = sorted(set(WORDS))
     kim = sum(p.numel() for p in kim_reference.KimLM(words, "kim").parameters())
     model = kim_reference.KimLM(words, variant)
-    assert sum(p.numel() for p in model.parameters()) - kim == extra
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trained - kim == extra
     assert not model.padding_embedding().any()
     assert all(p.abs().max() <= 2.05 for p in model.parameters())  # +-0.05, gate bias -2
 

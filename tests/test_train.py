@@ -249,6 +249,16 @@ def test_resume_from_step_checkpoints_continues_the_same_run(corpus, cache, tmp_
         )
 
 
+def test_resume_with_other_model_options_names_them(corpus, cache, tmp_path):
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=2), "export=false", "test=false"]
+    train(compose_train_config(common))
+    other = compose_train_config([*common, "model.lstm.dim=48", "resume=true"])
+    with pytest.raises(UserError, match=r"last\.ckpt: its weights do not fit") as error:
+        train(other)
+    assert "model.lstm.dim=" in str(error.value) and "(now 48)" in str(error.value)
+    assert "vocab_size" not in str(error.value)  # only what differs
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(corpus, cache, tmp_path):
     # The log is flushed every step, so the killed run leaves rows of steps it trained after

@@ -127,10 +127,14 @@ def test_kim_model_round_trips_and_refuses_elmo_embeddings(tmp_path, capsys):
     loaded, _ = load_model_dir(tmp_path / "model")
     assert loaded.bilm.char_encoder.projection is None
     assert loaded.config.char_cnn.zero_padding_char
+    # Kim's two LSTM biases are stored as bilm-tf's one B, their sum: the same function.
+    assert not loaded.config.lstm.recurrent_bias
+    for layer in range(2):
+        assert torch.equal(loaded.bilm.lstm.bias[layer], lm.bilm.lstm.net_bias(layer))
     chars = batch_to_ids([["bank", "river", "loan"]])
     batch = {"fwd_chars": chars, "fwd_targets": torch.tensor([[3, 4, 5, 1, 0]])}
     batch["mask"] = torch.ones(1, 5, dtype=torch.bool)
-    assert torch.equal(lm(batch).nll[0], loaded(batch).nll[0])
+    torch.testing.assert_close(lm(batch).nll[0], loaded(batch).nll[0])
     (tmp_path / "in.txt").write_text("the bank\n")
     with pytest.raises(SystemExit) as exit_info:
         main(["embed", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "in.txt"),

@@ -136,7 +136,8 @@ class LanguageModel(nn.Module):
             param.uniform_(-a, a)
         self.bilm.char_encoder.embedding.weight[0].zero_()  # the padding token stays zero
         # The cell adds bilm-tf's forget bias of 1 at run time; Kim's LSTM has none, so the
-        # stored forget-gate bias starts 1 lower (the net bias is uniform in [-a, a]).
+        # stored forget-gate bias starts 1 lower (with `recurrent_bias`, as Kim's i2h and h2h
+        # biases, the net bias is the sum of two uniform draws).
         cell = self.config.lstm.dim
         for bias in self.bilm.lstm.bias:  # (D, 4C), gates i, j, f, o
             bias[:, 2 * cell : 3 * cell] -= 1.0

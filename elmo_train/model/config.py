@@ -37,6 +37,11 @@ class LSTMConfig:
     cell_clip: float | None = 3.0
     proj_clip: float | None = 3.0
     use_skip_connections: bool = True  # residual from the second layer on, as bilm-tf
+    # true: a second bias on the recurrent input, as Torch's i2h + h2h linear maps (Kim et al.
+    # 2016) and nn.LSTM. The cell adds their sum, so the function is the same, but under SGD
+    # each gate's net bias then learns at twice the rate: Kim's recipe was tuned with it.
+    # bilm-tf's cell has one `B`; exported weights store the sum there.
+    recurrent_bias: bool = False
     # "clipped": the exact bilm-tf cell (clipping, any config). "compiled": the same cell with its
     # pointwise update fused by torch.compile (eager if compiling fails). "fused": torch's
     # nn.LSTM kernel (cuDNN on GPU), only for configs with both clips off.
@@ -112,7 +117,7 @@ def _elmo(dim: int, proj: int, n_highway: int) -> BiLMConfig:
 
 def _kim(filters: list[list[int]], n_highway: int, dim: int) -> BiLMConfig:
     # Kim et al. 2016 Table 2: char dim 15, tanh CNN, no clipping, no residual, dropout 0.5,
-    # forward LM only. The highway output feeds the LSTM directly, and the LSTM has no
+    # forward LM only; their Torch LSTM's two bias vectors. The highway output feeds the LSTM directly, and the LSTM has no
     # projection (projection_dim == dim).
     return BiLMConfig(
         char_cnn=CharCNNConfig(
@@ -128,6 +133,7 @@ def _kim(filters: list[list[int]], n_highway: int, dim: int) -> BiLMConfig:
             cell_clip=None,
             proj_clip=None,
             use_skip_connections=False,
+            recurrent_bias=True,
             impl="fused",
         ),
         softmax=SoftmaxConfig(kind="full"),

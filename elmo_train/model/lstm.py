@@ -7,7 +7,8 @@ Per layer and direction, with bilm-tf's TensorFlow gate order i, j, f, o:
     h_t = clip((sigmoid(o) * tanh(c_t)) @ W_P, proj_clip)
 
 The forget bias of 1 is added at run time and not stored, so the parameters map one to one
-onto bilm-tf's `W_0`, `B` and `W_P_0` datasets. Directions never exchange information: each
+onto bilm-tf's `W_0`, `B` and `W_P_0` datasets. With `recurrent_bias` (Kim et al.'s Torch
+LSTM) b is the sum of two stored vectors, `bias` and `bias_h`; `B` holds the sum. Directions never exchange information: each
 direction has its own weights and reads its own stream (the backward stream is reversed).
 Both directions are advanced together with batched matmuls over a leading direction axis.
 """
@@ -68,12 +69,15 @@ class LSTMStack(nn.Module):
         self.weight_x = nn.ParameterList()  # (D, in, 4C)
         self.weight_h = nn.ParameterList()  # (D, P, 4C)
         self.bias = nn.ParameterList()  # (D, 4C)
+        self.bias_h = nn.ParameterList()  # (D, 4C), only with config.recurrent_bias
         self.weight_proj = nn.ParameterList()  # (D, C, P), empty without projection
         for layer in range(config.n_layers):
             in_dim = input_dim if layer == 0 else proj
             self.weight_x.append(nn.Parameter(torch.empty(n_directions, in_dim, 4 * cell)))
             self.weight_h.append(nn.Parameter(torch.empty(n_directions, proj, 4 * cell)))
             self.bias.append(nn.Parameter(torch.empty(n_directions, 4 * cell)))
+            if config.recurrent_bias:
+                self.bias_h.append(nn.Parameter(torch.empty(n_directions, 4 * cell)))
             if self.has_projection:
                 self.weight_proj.append(nn.Parameter(torch.empty(n_directions, cell, proj)))
         self.reset_parameters()
@@ -86,9 +90,17 @@ class LSTMStack(nn.Module):
             nn.init.uniform_(w_x, -bound, bound)
             nn.init.uniform_(w_h, -bound, bound)
             nn.init.zeros_(b)
+        for b_h in self.bias_h:
+            nn.init.zeros_(b_h)
         for w_p in self.weight_proj:
             bound = math.sqrt(6.0 / (w_p.shape[1] + w_p.shape[2]))
             nn.init.uniform_(w_p, -bound, bound)
+
+    def net_bias(self, layer: int) -> torch.Tensor:
+        """The bias the cell adds before the forget gate's +1: `(D, 4C)`."""
+        if self.config.recurrent_bias:
+            return self.bias[layer] + self.bias_h[layer]
+        return self.bias[layer]
 
     def zero_state(self, batch_size: int, like: torch.Tensor) -> LSTMState:
         shape = (self.n_directions, self.config.n_layers, batch_size)
@@ -136,7 +148,7 @@ class LSTMStack(nn.Module):
         # Input projections of all T steps in one matmul; `unbind` (not `pre[t]`) so backward
         # does not build a full-size zero gradient per step.
         pre = torch.baddbmm(
-            self.bias[layer].unsqueeze(1), x.reshape(D, B * T, -1), self.weight_x[layer]
+            self.net_bias(layer).unsqueeze(1), x.reshape(D, B * T, -1), self.weight_x[layer]
         )  # (D, B*T, 4C)
         steps = pre.view(D, B, T, -1).unbind(2)  # T x (D, B, 4C)
         step_masks = mask.unsqueeze(-1).unbind(2) if mask is not None else [None] * T
@@ -161,11 +173,15 @@ class LSTMStack(nn.Module):
         cell = self.config.dim
         outputs, h_out, c_out = [], [], []
         for d in range(self.n_directions):
+            if self.config.recurrent_bias:
+                bias_h = _tf_gates_to_torch(self.bias_h[layer][d], cell)  # (4C,)
+            else:
+                bias_h = torch.zeros_like(self.bias[layer][d])
             params = [
                 _tf_gates_to_torch(self.weight_x[layer][d].t(), cell),  # (4C, in)
                 _tf_gates_to_torch(self.weight_h[layer][d].t(), cell),  # (4C, P)
                 _tf_gates_to_torch(self._forget_biased(layer, d), cell),  # (4C,)
-                torch.zeros_like(self.bias[layer][d]),
+                bias_h,
             ]
             if self.has_projection:
                 params.append(self.weight_proj[layer][d].t())  # (P, C)

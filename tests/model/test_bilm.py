@@ -123,8 +123,9 @@ def test_kim_uniform_init_bounds_every_parameter_and_nets_the_forget_bias():
     assert config.init_uniform == 0.05
     lm = LanguageModel(config, vocab_size=50)
     cell = config.lstm.dim
+    assert config.lstm.recurrent_bias  # Torch's i2h and h2h biases, each uniform
     for name, param in lm.named_parameters():
-        if name.startswith("bilm.lstm.bias"):
+        if name.startswith("bilm.lstm.bias."):
             forget = param[:, 2 * cell : 3 * cell]
             net = forget + 1.0  # what the cell uses: bilm-tf's +1 is added at run time
             assert net.abs().max() <= 0.05 and net.std() > 0.01, name

@@ -29,7 +29,7 @@ def test_kim_small_has_kims_architecture_and_parameter_count():
     assert bilm.lstm.weight_x[0].shape == (1, 525, 4 * 300)
     cnn = 262 * 15 + sum(15 * w * 25 * w + 25 * w for w in range(1, 7))
     highway = 2 * (525 * 525 + 525)
-    lstm = (525 + 300) * 1200 + 1200 + (300 + 300) * 1200 + 1200
+    lstm = (525 + 300) * 1200 + 2 * 1200 + (300 + 300) * 1200 + 2 * 1200  # Torch's 2 biases
     assert sum(p.numel() for p in bilm.parameters()) == cnn + highway + lstm
 
 

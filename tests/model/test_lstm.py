@@ -63,6 +63,31 @@ def test_clipped_path_matches_step_loop(clip):
         assert layers[0].abs().max() <= clip + 1e-12
 
 
+@pytest.mark.parametrize("impl", ["clipped", "fused"])
+def test_recurrent_bias_is_one_bias_of_their_sum_and_each_gets_the_whole_gradient(impl):
+    """Kim's (Torch's) two bias vectors compute the cell of one bias holding their sum; each
+    gets that bias's whole gradient, so SGD moves the net bias twice as far."""
+    two = _stack(cell_clip=None, proj_clip=None, recurrent_bias=True, impl=impl)
+    with torch.no_grad():
+        for bias_h in two.bias_h:
+            bias_h.normal_()
+    one = _stack(cell_clip=None, proj_clip=None, impl=impl)
+    shared = {k: v for k, v in two.state_dict().items() if not k.startswith("bias_h")}
+    one.load_state_dict(shared)
+    with torch.no_grad():
+        for layer in range(2):
+            one.bias[layer].copy_(two.net_bias(layer))
+    x = torch.randn(2, 3, 6, 8, dtype=torch.double)
+    (out_two, state_two), (out_one, state_one) = two(x), one(x)
+    for a, b in zip(out_two, out_one, strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(state_two.c, state_one.c)
+    out_two[-1].sum().backward()
+    for layer in range(2):
+        assert two.bias_h[layer].grad.abs().sum() > 0
+        torch.testing.assert_close(two.bias_h[layer].grad, two.bias[layer].grad)
+
+
 def test_fused_path_matches_clipped_path_without_clipping():
     stack = _stack(cell_clip=None, proj_clip=None)
     x = torch.randn(2, 3, 6, 8, dtype=torch.double, requires_grad=True)
