@@ -11,7 +11,8 @@ validation perplexity improves by no more than 1. Variants change one thing at a
 `elmo_train`'s CharEncoder (bilm-tf char ids, learned padding over 50 columns);
 `one_lstm_bias` fixes the LSTM's second bias vector at zero. Kim's LSTM, like `nn.LSTM`, has
 two (its `i2h` and `h2h` linear maps), so under SGD the net bias of each gate learns at twice
-the learning rate; bilm-tf's cell and ours have one.
+the learning rate; bilm-tf's cell has one. `our_model` trains `elmo_train`'s whole
+`kim_small` LanguageModel (bilm-tf char ids, `<S>` for `+`) with Kim's loop and batches.
 
     OMP_NUM_THREADS=2 python scripts/kim_reference.py ../shared/data/ptb --epochs 1
     OMP_NUM_THREADS=2 python scripts/kim_reference.py ../shared/data/ptb --epochs 25 --test
@@ -27,10 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from elmo_train.chars import word_to_char_ids
+from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.char_encoder import CharEncoder
-from elmo_train.model.config import CharCNNConfig
+from elmo_train.model.config import CharCNNConfig, preset
+from elmo_train.model.lstm import LSTMState
 
-VARIANTS = ("kim", "projection", "our_char_cnn", "one_lstm_bias")
+VARIANTS = ("kim", "projection", "our_char_cnn", "one_lstm_bias", "our_model")
 FILTERS = [[width, 25 * width] for width in range(1, 7)]  # 525 features
 EOS = "+"  # Kim's end-of-line token for PTB
 
@@ -121,6 +124,30 @@ class KimLM(nn.Module):
         return self.output(F.dropout(hidden, 0.5, self.training)), state
 
 
+class OurLM(nn.Module):
+    """`elmo_train`'s LanguageModel (the `kim_small` preset, with its own initialisation) behind
+    KimLM's interface, so Kim's loop and batches train it: the `our_model` variant."""
+
+    def __init__(self, words: list[str]):
+        super().__init__()
+        chars = [word_to_char_ids("<S>" if w == EOS else w) for w in words]
+        self.register_buffer("chars", torch.tensor(chars))
+        self.lm = LanguageModel(preset("kim_small"), len(words))
+
+    def padding_embedding(self) -> torch.Tensor:
+        return self.lm.bilm.char_encoder.embedding.weight[0]  # the padding token, always zero
+
+    def forward(self, words: torch.Tensor, state):
+        _, layers, state = self.lm.bilm.run_streams(self.chars[words], None, state)
+        top = F.dropout(layers[-1][0], 0.5, self.training)  # (B, T, 300)
+        return F.linear(top, self.lm.output.weight, self.lm.output.bias), state
+
+
+def detached(state):
+    """The carried state without its graph: nn.LSTM's (h, c) or our LSTMState."""
+    return state.detach() if isinstance(state, LSTMState) else tuple(s.detach() for s in state)
+
+
 def perplexity(model: KimLM, batches) -> float:
     model.eval()
     total, count, state = 0.0, 0, None
@@ -148,14 +175,14 @@ def train(
     index = {w: i for i, w in enumerate(words)}
     train_batches = row_batches(train_tokens, index, rows, window=35)
     valid_batches = row_batches(valid_tokens, index, rows, window=35)
-    model = KimLM(words, variant)
+    model = OurLM(words) if variant == "our_model" else KimLM(words, variant)
     lr, state, history = 1.0, None, []
     start = time.perf_counter()
     for step in range(epochs * len(train_batches)):
         inputs, targets = train_batches[step % len(train_batches)]
         model.train()
         logits, state = model(inputs, state)
-        state = tuple(s.detach() for s in state)  # truncated BPTT, state carried
+        state = detached(state)  # truncated BPTT, state carried
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # per token
         (loss * targets.shape[1]).backward()  # summed over the window, mean over rows
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
