@@ -117,8 +117,8 @@ def _elmo(dim: int, proj: int, n_highway: int) -> BiLMConfig:
 
 def _kim(filters: list[list[int]], n_highway: int, dim: int) -> BiLMConfig:
     # Kim et al. 2016 Table 2: char dim 15, tanh CNN, no clipping, no residual, dropout 0.5,
-    # forward LM only; their Torch LSTM's two bias vectors. The highway output feeds the LSTM directly, and the LSTM has no
-    # projection (projection_dim == dim).
+    # forward LM only; their Torch LSTM's two bias vectors. The highway output feeds the LSTM
+    # directly, and the LSTM has no projection (projection_dim == dim).
     return BiLMConfig(
         char_cnn=CharCNNConfig(
             embedding_dim=15,

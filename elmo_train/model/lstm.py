@@ -8,8 +8,9 @@ Per layer and direction, with bilm-tf's TensorFlow gate order i, j, f, o:
 
 The forget bias of 1 is added at run time and not stored, so the parameters map one to one
 onto bilm-tf's `W_0`, `B` and `W_P_0` datasets. With `recurrent_bias` (Kim et al.'s Torch
-LSTM) b is the sum of two stored vectors, `bias` and `bias_h`; `B` holds the sum. Directions never exchange information: each
-direction has its own weights and reads its own stream (the backward stream is reversed).
+LSTM) b is the sum of two stored vectors, `bias` and `bias_h`; `B` holds the sum.
+Directions never exchange information: each direction has its own weights and reads its own
+stream (the backward stream is reversed).
 Both directions are advanced together with batched matmuls over a leading direction axis.
 """
 
