@@ -160,6 +160,7 @@ def train(cfg: DictConfig) -> dict:
         results.pop("test", None)
     elif datamodule.has_split("test") and "test" not in results:
         results["test"] = _split_metrics(trainer.test(module, datamodule=datamodule), "test")
+    results = {split: metrics for split, metrics in results.items() if metrics}
     if not trainer.is_global_zero:
         return results
     for split, metrics in results.items():
@@ -189,9 +190,10 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _split_metrics(outputs: list[dict], prefix: str) -> dict[str, float]:
-    return {
-        k.split("/", 1)[1]: float(v) for k, v in outputs[0].items() if k.startswith(f"{prefix}/")
-    }
+    """The `prefix/` metrics of a validate or test call; none where it ran no batch
+    (`+trainer.limit_val_batches=0`)."""
+    metrics = outputs[0] if outputs else {}
+    return {k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(f"{prefix}/")}
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")

@@ -98,6 +98,14 @@ def test_val_splits_records_the_test_curve_at_every_validation(corpus, cache, tm
     assert float(rows[1]["val/ppl"]) == pytest.approx(results["valid"]["ppl"], rel=1e-6)
 
 
+def test_a_run_with_no_validation_batches_reports_only_what_it_scored(corpus, cache, tmp_path):
+    # Lightning returns no metrics when limit_val_batches=0; the run still ends and exports.
+    overrides = ["+trainer.limit_val_batches=0", "test=true"]
+    results = train(compose_train_config(overrides + fast_overrides(corpus, tmp_path, cache)))
+    assert set(results) == {"test"} and results["test"]["ppl"] > 1
+    assert (tmp_path / "model" / "weights.hdf5").is_file()
+
+
 def test_row_loss_reduction_is_the_token_loss_times_the_window(corpus, cache, tmp_path):
     # Kim et al.'s loss sums over the window's T = 6 steps: SGD at lr 0.1 then moves the
     # weights exactly as the per-token loss at lr 0.6 does, and not as at lr 0.1.
