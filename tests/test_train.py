@@ -1,11 +1,13 @@
 """`elmo train` end to end on tiny data: every config, resume after SIGKILL and SIGTERM, DDP on CPU."""
 
 import csv
+import dataclasses
 import os
 import signal
 import time
 from pathlib import Path
 
+import hydra
 import lightning as L
 import pytest
 import torch
@@ -22,6 +24,7 @@ from train_helpers import (
 from elmo_train.callbacks import RunProgressBar, StepCheckpoint
 from elmo_train.config import config_dir
 from elmo_train.errors import UserError
+from elmo_train.lm_module import BiLMModule
 from elmo_train.train import AtomicCheckpointIO, train
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
@@ -125,6 +128,43 @@ def test_row_loss_reduction_is_the_token_loss_times_the_window(corpus, cache, tm
     for name, value in row.items():
         torch.testing.assert_close(value, token_times_t[name], rtol=1e-4, atol=1e-6)
     assert not torch.allclose(row["lm.output.weight"], token["lm.output.weight"])
+
+
+def test_kim_steps_are_plain_clipped_sgd_on_the_row_summed_loss(corpus, cache, tmp_path):
+    # Kim et al.'s Torch loop, written out: the loss summed over the window and averaged over
+    # rows, the global gradient norm clipped, w -= lr * g. Lightning's loop (fused SGD, its
+    # clipping, our loss scaling) must move the weights exactly so. Dropout off: no RNG. The
+    # clip is 2 rather than 5 so that some of these small batches are clipped and some not.
+    overrides = [
+        "experiment=kim_ptb_small", "model.dropout=0", "trainer.gradient_clip_val=2.0",
+        "export=false", "test=false",
+    ]  # fmt: skip
+    cfg = compose_train_config(overrides + fast_overrides(corpus, tmp_path, cache, steps=4))
+    train(cfg)
+    trained = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+    L.seed_everything(cfg.seed)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = BiLMModule(
+        model=dataclasses.asdict(OmegaConf.to_object(cfg.model)),
+        vocab_size=len(datamodule.vocab),
+        optimizer=dataclasses.asdict(OmegaConf.to_object(cfg.optimizer)),
+    )
+    params, state, norms = list(module.parameters()), None, []
+    for _, batch in zip(range(4), datamodule.train_dataloader(), strict=False):
+        out = module.lm(batch, state)
+        state = out.state.detach()
+        (out.loss * cfg.data.window).backward()  # every position is a target here
+        norms.append(float(torch.nn.utils.clip_grad_norm_(params, 2.0)))
+        with torch.no_grad():
+            for param in params:
+                param -= cfg.optimizer.lr * param.grad
+                param.grad = None
+    assert min(norms) < 2.0 < max(norms)  # steps with and without clipping
+    for name, value in module.state_dict().items():
+        torch.testing.assert_close(trained[name], value, rtol=0, atol=1e-6, msg=name)
 
 
 def test_val_splits_must_start_with_valid(corpus, cache, tmp_path):
