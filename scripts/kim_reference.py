@@ -12,7 +12,8 @@ validation perplexity improves by no more than 1. Variants change one thing at a
 `one_lstm_bias` fixes the LSTM's second bias vector at zero. Kim's LSTM, like `nn.LSTM`, has
 two (its `i2h` and `h2h` linear maps), so under SGD the net bias of each gate learns at twice
 the learning rate; bilm-tf's cell has one. `our_model` trains `elmo_train`'s whole
-`kim_small` LanguageModel (bilm-tf char ids, `<S>` for `+`) with Kim's loop and batches.
+`kim_small` LanguageModel (bilm-tf char ids, `<S>` for `+`) with Kim's loop and batches;
+`our_model_zero_padding` the same with the padding character a zero vector, as Kim's.
 
     OMP_NUM_THREADS=2 python scripts/kim_reference.py ../shared/data/ptb --epochs 1
     OMP_NUM_THREADS=2 python scripts/kim_reference.py ../shared/data/ptb --epochs 25 --test
@@ -33,7 +34,14 @@ from elmo_train.model.char_encoder import CharEncoder
 from elmo_train.model.config import CharCNNConfig, preset
 from elmo_train.model.lstm import LSTMState
 
-VARIANTS = ("kim", "projection", "our_char_cnn", "one_lstm_bias", "our_model")
+VARIANTS = (
+    "kim",
+    "projection",
+    "our_char_cnn",
+    "one_lstm_bias",
+    "our_model",
+    "our_model_zero_padding",
+)
 FILTERS = [[width, 25 * width] for width in range(1, 7)]  # 525 features
 EOS = "+"  # Kim's end-of-line token for PTB
 
@@ -128,11 +136,13 @@ class OurLM(nn.Module):
     """`elmo_train`'s LanguageModel (the `kim_small` preset, with its own initialisation) behind
     KimLM's interface, so Kim's loop and batches train it: the `our_model` variant."""
 
-    def __init__(self, words: list[str]):
+    def __init__(self, words: list[str], zero_padding: bool = False):
         super().__init__()
         chars = [word_to_char_ids("<S>" if w == EOS else w) for w in words]
         self.register_buffer("chars", torch.tensor(chars))
-        self.lm = LanguageModel(preset("kim_small"), len(words))
+        config = preset("kim_small")
+        config.char_cnn.zero_padding_char = zero_padding
+        self.lm = LanguageModel(config, len(words))
 
     def padding_embedding(self) -> torch.Tensor:
         return self.lm.bilm.char_encoder.embedding.weight[0]  # the padding token, always zero
@@ -175,7 +185,10 @@ def train(
     index = {w: i for i, w in enumerate(words)}
     train_batches = row_batches(train_tokens, index, rows, window=35)
     valid_batches = row_batches(valid_tokens, index, rows, window=35)
-    model = OurLM(words) if variant == "our_model" else KimLM(words, variant)
+    if variant.startswith("our_model"):
+        model = OurLM(words, zero_padding=variant == "our_model_zero_padding")
+    else:
+        model = KimLM(words, variant)
     lr, state, history = 1.0, None, []
     start = time.perf_counter()
     for step in range(epochs * len(train_batches)):

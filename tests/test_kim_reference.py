@@ -11,6 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import kim_reference  # noqa: E402
 
+from elmo_train.chars import PADDING_CHAR, word_to_char_ids
+
 WORDS = "the bank of the river was steep a loan from the bank was paid".split()
 
 
@@ -67,9 +69,11 @@ def test_variants_change_one_thing(variant, extra):
     assert all(p.abs().max() <= 2.05 for p in model.parameters())  # +-0.05, gate bias -2
 
 
-def test_our_model_variant_scores_what_our_language_model_scores():
+@pytest.mark.parametrize("zero_padding", [False, True])
+def test_our_model_variant_scores_what_our_language_model_scores(zero_padding):
     words = sorted({*WORDS, kim_reference.EOS})
-    model = kim_reference.OurLM(words).eval()
+    model = kim_reference.OurLM(words, zero_padding).eval()
+    assert model.lm.config.char_cnn.zero_padding_char == zero_padding
     inputs = torch.tensor([[0, 3, 5, 1], [2, 2, 4, 0]])
     targets = torch.tensor([[3, 5, 1, 2], [2, 4, 0, 1]])
     logits, _ = model(inputs, None)
@@ -88,3 +92,30 @@ def test_training_lowers_validation_perplexity(tmp_path, variant, epochs, drop):
     (tmp_path / "valid.txt").write_text(line * 40)
     history = kim_reference.train(tmp_path, variant, epochs=epochs, rows=4)
     assert len(history) == epochs and history[-1] < min(history[0] / drop, 12.0)
+
+
+def test_with_zero_padding_our_char_cnn_computes_kims_token_embeddings():
+    # Kim's char ids pad to the longest word (here 7 + 2 columns); ours to 50. With the
+    # padding character a zero vector and Kim's weights, a word short enough to leave an
+    # all-padding window in Kim's columns gets the same embedding from both.
+    words = sorted({*WORDS, "riverbank"})
+    kim = kim_reference.KimLM(words, "kim")
+    ours = kim_reference.KimLM(words, "our_char_cnn").encoder
+    ours.config.zero_padding_char = True
+    alphabet = sorted({c for w in words for c in w})
+    with torch.no_grad():
+        for i, c in enumerate(alphabet):  # Kim's ids: 1 = "{", 2 = "}", characters from 3
+            ours.embedding.weight[ord(c) + 1] = kim.embedding.weight[i + 3]
+        bow, eow = word_to_char_ids("a")[:3:2]
+        ours.embedding.weight[bow] = kim.embedding.weight[1]
+        ours.embedding.weight[eow] = kim.embedding.weight[2]
+        ours.embedding.weight[PADDING_CHAR] = 1.0  # masked: must not matter
+        for conv, kim_conv in zip(ours.convs, kim.convs, strict=True):
+            conv.load_state_dict(kim_conv.state_dict())
+        ours.highways[0].transform.load_state_dict(kim.transform.state_dict())
+        ours.highways[0].gate.load_state_dict(kim.gate.state_dict())
+    short = [i for i, w in enumerate(words) if len(w) + 2 + 6 <= kim.chars.shape[1]]
+    assert 0 < len(short) < len(words)
+    expected = kim.tokens(torch.tensor([short]))[0]
+    chars = torch.tensor([word_to_char_ids(words[i]) for i in short])
+    torch.testing.assert_close(ours(chars), expected)
