@@ -14,6 +14,8 @@ two (its `i2h` and `h2h` linear maps), so under SGD the net bias of each gate le
 the learning rate; bilm-tf's cell has one. `our_model` trains `elmo_train`'s whole
 `kim_small` LanguageModel (bilm-tf char ids, `<S>` for `+`) with Kim's loop and batches;
 `our_model_zero_padding` the same with the padding character a zero vector, as Kim's.
+`our_lstm` swaps `elmo_train`'s LSTMStack (the `kim_small` preset's: fused, two biases) for
+`nn.LSTM`.
 
     OMP_NUM_THREADS=2 python scripts/kim_reference.py ../shared/data/ptb --epochs 1
     OMP_NUM_THREADS=2 python scripts/kim_reference.py ../shared/data/ptb --epochs 25 --test
@@ -32,7 +34,7 @@ from elmo_train.chars import word_to_char_ids
 from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.char_encoder import CharEncoder
 from elmo_train.model.config import CharCNNConfig, preset
-from elmo_train.model.lstm import LSTMState
+from elmo_train.model.lstm import LSTMStack, LSTMState
 
 VARIANTS = (
     "kim",
@@ -41,6 +43,7 @@ VARIANTS = (
     "one_lstm_bias",
     "our_model",
     "our_model_zero_padding",
+    "our_lstm",
 )
 FILTERS = [[width, 25 * width] for width in range(1, 7)]  # 525 features
 EOS = "+"  # Kim's end-of-line token for PTB
@@ -97,7 +100,10 @@ class KimLM(nn.Module):
             self.transform, self.gate = nn.Linear(525, 525), nn.Linear(525, 525)
         self.projection = nn.Linear(525, hidden) if variant == "projection" else nn.Identity()
         lstm_input = hidden if variant == "projection" else 525
-        self.lstm = nn.LSTM(lstm_input, hidden, num_layers=2, batch_first=True, dropout=0.5)
+        if variant == "our_lstm":  # dropout between the layers, none on the highway output
+            self.lstm = LSTMStack(preset("kim_small").lstm, lstm_input, 1, 0.5, False)
+        else:
+            self.lstm = nn.LSTM(lstm_input, hidden, num_layers=2, batch_first=True, dropout=0.5)
         self.output = nn.Linear(hidden, len(words))
         with torch.no_grad():
             for param in self.parameters():
@@ -105,6 +111,9 @@ class KimLM(nn.Module):
             self.padding_embedding().zero_()
             gate = self.encoder.highways[0].gate if variant == "our_char_cnn" else self.gate
             gate.bias -= 2.0  # Kim's HighwayMLP adds a constant -2 to the gate
+            if variant == "our_lstm":  # the cell adds a forget bias of 1 that Kim's has not
+                for bias in self.lstm.bias:  # (1, 4C), gates i, j, f, o
+                    bias[:, 2 * hidden : 3 * hidden] -= 1.0
         if variant == "one_lstm_bias":  # one bias per gate, as bilm-tf's cell (and ours)
             for layer in range(self.lstm.num_layers):
                 bias = getattr(self.lstm, f"bias_hh_l{layer}").requires_grad_(False)
@@ -128,7 +137,12 @@ class KimLM(nn.Module):
         return h[inverse]  # (B, T, 525)
 
     def forward(self, words: torch.Tensor, state):
-        hidden, state = self.lstm(self.projection(self.tokens(words)), state)
+        x = self.projection(self.tokens(words))  # (B, T, 525 or 300)
+        if isinstance(self.lstm, LSTMStack):
+            layers, state = self.lstm(x.unsqueeze(0), state)  # one direction
+            hidden = layers[-1][0]
+        else:
+            hidden, state = self.lstm(x, state)
         return self.output(F.dropout(hidden, 0.5, self.training)), state
 
 

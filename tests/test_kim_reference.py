@@ -57,7 +57,12 @@ def test_kim_char_ids_wrap_words_and_pad_with_zero():
 
 @pytest.mark.parametrize(
     ("variant", "extra"),
-    [("kim", 0), ("projection", 525 * 300 + 300 - 225 * 4 * 300), ("one_lstm_bias", -2 * 1200)],
+    [
+        ("kim", 0),
+        ("projection", 525 * 300 + 300 - 225 * 4 * 300),
+        ("one_lstm_bias", -2 * 1200),
+        ("our_lstm", 0),
+    ],
 )
 def test_variants_change_one_thing(variant, extra):
     words = sorted(set(WORDS))
@@ -119,3 +124,31 @@ def test_with_zero_padding_our_char_cnn_computes_kims_token_embeddings():
     expected = kim.tokens(torch.tensor([short]))[0]
     chars = torch.tensor([word_to_char_ids(words[i]) for i in short])
     torch.testing.assert_close(ours(chars), expected)
+
+
+def test_our_lstm_variant_computes_what_nn_lstm_computes():
+    # The same weights in nn.LSTM (torch's gate order i, f, g, o; two biases) and in our
+    # LSTMStack (TensorFlow's i, j, f, o; forget bias +1 at run time): the same logits.
+    words = sorted(set(WORDS))
+    kim = kim_reference.KimLM(words, "kim").eval()
+    ours = kim_reference.KimLM(words, "our_lstm").eval()
+    ours.load_state_dict(
+        {k: v for k, v in kim.state_dict().items() if not k.startswith("lstm.")}, strict=False
+    )
+
+    def tf_order(w: torch.Tensor) -> torch.Tensor:  # torch's i, f, g, o -> TF's i, j, f, o
+        i, f, g, o = w.chunk(4, dim=0)
+        return torch.cat([i, g, f, o])
+
+    with torch.no_grad():
+        for layer in range(2):
+            stack = ours.lstm
+            stack.weight_x[layer][0] = tf_order(getattr(kim.lstm, f"weight_ih_l{layer}")).t()
+            stack.weight_h[layer][0] = tf_order(getattr(kim.lstm, f"weight_hh_l{layer}")).t()
+            stack.bias[layer][0] = tf_order(getattr(kim.lstm, f"bias_ih_l{layer}"))
+            stack.bias[layer][0, 600:900] -= 1.0  # the cell adds 1 to the forget gate
+            stack.bias_h[layer][0] = tf_order(getattr(kim.lstm, f"bias_hh_l{layer}"))
+    inputs = torch.tensor([[0, 3, 5, 1], [2, 2, 4, 0]])
+    expected, _ = kim(inputs, None)
+    logits, _ = ours(inputs, None)
+    torch.testing.assert_close(logits, expected)
