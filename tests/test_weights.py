@@ -173,6 +173,15 @@ def test_wrong_n_characters_is_a_clear_error(fixtures_dir):
         config_from_options(options)
 
 
+def test_options_with_another_token_width_are_a_clear_error(fixtures_dir, tmp_path):
+    options = json.loads((fixtures_dir / "model" / "options.json").read_text())
+    options["char_cnn"]["max_characters_per_token"] = 64
+    path = tmp_path / "options.json"
+    path.write_text(json.dumps(options))
+    with pytest.raises(UserError, match=r"options.json: .*max_characters_per_token must be 50"):
+        read_options(path)
+
+
 def test_missing_dataset_and_wrong_shape_name_the_dataset(fixtures_dir, tmp_path):
     source = fixtures_dir / "model" / "lm_weights.hdf5"
     options = fixtures_dir / "model" / "options.json"

@@ -6,6 +6,8 @@ LSTM output and token-embedding size) so a config reads like the released option
 
 from dataclasses import dataclass, field
 
+from elmo_train.chars import MAX_CHARS
+
 ELMO_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]  # "2048cnn"
 
 
@@ -15,7 +17,9 @@ class CharCNNConfig:
     filters: list[list[int]] = field(default_factory=lambda: [list(f) for f in ELMO_FILTERS])
     n_highway: int = 1
     activation: str = "relu"  # relu | tanh, applied after the max-pool
-    max_characters_per_token: int = 50
+    # The data pipeline and the embedder encode every token in 50 columns, as bilm-tf's
+    # released models; the field is kept for options.json and checked, not configurable.
+    max_characters_per_token: int = MAX_CHARS
     # true: bilm-tf's `CNN_proj` maps the n_filters features to lstm.projection_dim when they
     # differ. false: they go straight into the first LSTM layer, as Kim et al. 2016; the token
     # layer is then n_filters wide, so the model is a language model with no ELMo layers.
@@ -83,10 +87,14 @@ def validate(config: BiLMConfig) -> None:
         raise ValueError(f"model.char_cnn.activation must be relu or tanh, got {cnn.activation!r}")
     if not cnn.filters or any(len(f) != 2 or min(f) < 1 for f in cnn.filters):
         raise ValueError(f"model.char_cnn.filters must be [[width, count], ...], got {cnn.filters}")
-    if max(w for w, _ in cnn.filters) > cnn.max_characters_per_token:
-        raise ValueError("model.char_cnn.filters: a width exceeds max_characters_per_token")
-    if cnn.max_characters_per_token < 3:
-        raise ValueError("model.char_cnn.max_characters_per_token must be at least 3")
+    if cnn.max_characters_per_token != MAX_CHARS:
+        raise ValueError(
+            f"model.char_cnn.max_characters_per_token must be {MAX_CHARS} (every released ELMo "
+            f"and elmo-train's data pipeline encode {MAX_CHARS} characters per token), got "
+            f"{cnn.max_characters_per_token}"
+        )
+    if max(w for w, _ in cnn.filters) > MAX_CHARS:
+        raise ValueError(f"model.char_cnn.filters: a width exceeds the {MAX_CHARS} char columns")
     if lstm.projection_dim > lstm.dim:
         raise ValueError("model.lstm.projection_dim must be <= model.lstm.dim")
     if lstm.n_layers < 1:

@@ -1,7 +1,7 @@
 import pytest
 
 from elmo_train.model.bilm import BiLM
-from elmo_train.model.config import BiLMConfig, LSTMConfig, preset
+from elmo_train.model.config import BiLMConfig, CharCNNConfig, LSTMConfig, preset
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,7 @@ def test_invalid_configs_name_the_key():
         BiLMConfig(lstm=LSTMConfig(dim=8, projection_dim=16))
     with pytest.raises(ValueError, match="unknown model preset"):
         preset("elmo_huge")
+    # The data pipeline always encodes 50 columns: another width would train on ids the
+    # exported options.json does not describe.
+    with pytest.raises(ValueError, match="max_characters_per_token must be 50 .* got 30"):
+        BiLMConfig(char_cnn=CharCNNConfig(max_characters_per_token=30))
