@@ -74,6 +74,7 @@ class BiLMModule(L.LightningModule):
         return out.loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.lm.bilm.char_encoder.zero_padding_char_()  # after the optimizer step, as Kim's loop
         # Wall time between step ends over a window: data loading included, and no device
         # sync needed (queued GPU work evens out over the window).
         self._step_ends.append(time.perf_counter())

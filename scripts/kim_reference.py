@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elmo_train.chars import word_to_char_ids
+from elmo_train.chars import PADDING_CHAR, word_to_char_ids
 from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.char_encoder import CharEncoder
 from elmo_train.model.config import CharCNNConfig, preset
@@ -159,7 +159,10 @@ class OurLM(nn.Module):
         self.lm = LanguageModel(config, len(words))
 
     def padding_embedding(self) -> torch.Tensor:
-        return self.lm.bilm.char_encoder.embedding.weight[0]  # the padding token, always zero
+        """The row Kim's loop zeroes after each step: the padding character with
+        `zero_padding`, else the padding token (always zero)."""
+        encoder = self.lm.bilm.char_encoder
+        return encoder.embedding.weight[PADDING_CHAR if encoder.config.zero_padding_char else 0]
 
     def forward(self, words: torch.Tensor, state):
         _, layers, state = self.lm.bilm.run_streams(self.chars[words], None, state)

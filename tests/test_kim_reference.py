@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import kim_reference  # noqa: E402
 
-from elmo_train.chars import PADDING_CHAR, word_to_char_ids
+from elmo_train.chars import word_to_char_ids
 
 WORDS = "the bank of the river was steep a loan from the bank was paid".split()
 
@@ -114,7 +114,7 @@ def test_with_zero_padding_our_char_cnn_computes_kims_token_embeddings():
         bow, eow = word_to_char_ids("a")[:3:2]
         ours.embedding.weight[bow] = kim.embedding.weight[1]
         ours.embedding.weight[eow] = kim.embedding.weight[2]
-        ours.embedding.weight[PADDING_CHAR] = 1.0  # masked: must not matter
+        ours.zero_padding_char_()
         for conv, kim_conv in zip(ours.convs, kim.convs, strict=True):
             conv.load_state_dict(kim_conv.state_dict())
         ours.highways[0].transform.load_state_dict(kim.transform.state_dict())

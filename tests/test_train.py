@@ -22,6 +22,7 @@ from train_helpers import (
 )
 
 from elmo_train.callbacks import RunProgressBar, StepCheckpoint
+from elmo_train.chars import PADDING_CHAR
 from elmo_train.config import config_dir
 from elmo_train.errors import UserError
 from elmo_train.lm_module import BiLMModule
@@ -130,14 +131,18 @@ def test_row_loss_reduction_is_the_token_loss_times_the_window(corpus, cache, tm
     assert not torch.allclose(row["lm.output.weight"], token["lm.output.weight"])
 
 
-def test_kim_steps_are_plain_clipped_sgd_on_the_row_summed_loss(corpus, cache, tmp_path):
+@pytest.mark.parametrize("zero_padding_char", [False, True])
+def test_kim_steps_are_plain_clipped_sgd_on_the_row_summed_loss(
+    zero_padding_char, corpus, cache, tmp_path
+):
     # Kim et al.'s Torch loop, written out: the loss summed over the window and averaged over
-    # rows, the global gradient norm clipped, w -= lr * g. Lightning's loop (fused SGD, its
-    # clipping, our loss scaling) must move the weights exactly so. Dropout off: no RNG. The
-    # clip is 2 rather than 5 so that some of these small batches are clipped and some not.
+    # rows, the global gradient norm clipped (the padding character's row counted), w -= lr * g,
+    # then the padding character's row zeroed. Lightning's loop (fused SGD, its clipping, our
+    # loss scaling) must move the weights exactly so. Dropout off: no RNG. The clip is 2
+    # rather than 5 so that some of these small batches are clipped and some not.
     overrides = [
         "experiment=kim_ptb_small", "model.dropout=0", "trainer.gradient_clip_val=2.0",
-        "export=false", "test=false",
+        "export=false", "test=false", f"model.char_cnn.zero_padding_char={zero_padding_char}",
     ]  # fmt: skip
     cfg = compose_train_config(overrides + fast_overrides(corpus, tmp_path, cache, steps=4))
     train(cfg)
@@ -162,6 +167,8 @@ def test_kim_steps_are_plain_clipped_sgd_on_the_row_summed_loss(corpus, cache, t
             for param in params:
                 param -= cfg.optimizer.lr * param.grad
                 param.grad = None
+            if zero_padding_char:
+                module.lm.bilm.char_encoder.embedding.weight[PADDING_CHAR] = 0.0
     assert min(norms) < 2.0 < max(norms)  # steps with and without clipping
     for name, value in module.state_dict().items():
         torch.testing.assert_close(trained[name], value, rtol=0, atol=1e-6, msg=name)

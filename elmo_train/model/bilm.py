@@ -135,6 +135,7 @@ class LanguageModel(nn.Module):
         for param in self.parameters():
             param.uniform_(-a, a)
         self.bilm.char_encoder.embedding.weight[0].zero_()  # the padding token stays zero
+        self.bilm.char_encoder.zero_padding_char_()
         # The cell adds bilm-tf's forget bias of 1 at run time; Kim's LSTM has none, so the
         # stored forget-gate bias starts 1 lower (with `recurrent_bias`, as Kim's i2h and h2h
         # biases, the net bias is the sum of two uniform draws).

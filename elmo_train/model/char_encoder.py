@@ -60,6 +60,7 @@ class CharEncoder(nn.Module):
         nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
         with torch.no_grad():
             self.embedding.weight[0].zero_()
+        self.zero_padding_char_()
         for conv, (width, _) in zip(self.convs, cfg.filters, strict=True):
             if cfg.activation == "relu":
                 nn.init.uniform_(conv.weight, -0.05, 0.05)  # "Kim et al 2015", as bilm-tf
@@ -69,6 +70,15 @@ class CharEncoder(nn.Module):
         if self.projection is not None:
             nn.init.normal_(self.projection.weight, std=math.sqrt(1.0 / cfg.n_filters))
             nn.init.zeros_(self.projection.bias)
+
+    @torch.no_grad()
+    def zero_padding_char_(self) -> None:
+        """With `zero_padding_char`, set the padding character's row to zero, as Kim et al.'s
+        code does after every update. The row still gets its gradient, so the global norm that
+        clipping divides by counts it, as theirs does: masking the row out instead trains at a
+        larger effective step (docs/DECISIONS.md)."""
+        if self.config.zero_padding_char:
+            self.embedding.weight[PADDING_CHAR].zero_()
 
     def encode_types(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Embeddings of `(N, C)` char-id rows, one row per token type: `(N, P)`.
@@ -105,8 +115,6 @@ class CharEncoder(nn.Module):
     def pool(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Max-pooled convolution features of `(N, C')` char-id rows: `(N, n_filters)`."""
         x = self.embedding(char_ids)  # (N, C', dim), channels last
-        if self.config.zero_padding_char:  # (N, C', 1) mask: no value and no gradient
-            x = x * (char_ids != PADDING_CHAR).unsqueeze(-1).to(x.dtype)
         N, L, dim = x.shape
         activation = torch.relu if self.config.activation == "relu" else torch.tanh
         pooled = []

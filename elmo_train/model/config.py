@@ -24,8 +24,9 @@ class CharCNNConfig:
     # differ. false: they go straight into the first LSTM layer, as Kim et al. 2016; the token
     # layer is then n_filters wide, so the model is a language model with no ELMo layers.
     projection: bool = True
-    # true: the padding character after each word embeds as a fixed zero vector, as in Kim et
-    # al.'s code; bilm-tf learns its embedding like any other character's.
+    # true: the padding character after each word embeds as a zero vector, as in Kim et al.'s
+    # code: its row is reset to zero after every optimizer step, and its gradient counts in
+    # the clipped norm. false: bilm-tf learns its embedding like any other character's.
     zero_padding_char: bool = False
 
     @property
