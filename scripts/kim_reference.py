@@ -12,8 +12,9 @@ validation perplexity improves by no more than 1. Variants change one thing at a
 `one_lstm_bias` fixes the LSTM's second bias vector at zero. Kim's LSTM, like `nn.LSTM`, has
 two (its `i2h` and `h2h` linear maps), so under SGD the net bias of each gate learns at twice
 the learning rate; bilm-tf's cell has one. `our_model` trains `elmo_train`'s whole
-`kim_small` LanguageModel (bilm-tf char ids, `<S>` for `+`) with Kim's loop and batches;
-`our_model_zero_padding` the same with the padding character a zero vector, as Kim's.
+`kim_small` LanguageModel (bilm-tf char ids, `<S>` for `+`) with Kim's loop and batches,
+its padding character learned as bilm-tf's; `our_model_zero_padding` the same with the
+preset's (and Kim's) zeroed padding row, whose gradient counts in the clipped norm.
 `our_lstm` swaps `elmo_train`'s LSTMStack (the `kim_small` preset's: fused, two biases) for
 `nn.LSTM`.
 

@@ -126,8 +126,9 @@ def _elmo(dim: int, proj: int, n_highway: int) -> BiLMConfig:
 
 def _kim(filters: list[list[int]], n_highway: int, dim: int) -> BiLMConfig:
     # Kim et al. 2016 Table 2: char dim 15, tanh CNN, no clipping, no residual, dropout 0.5,
-    # forward LM only; their Torch LSTM's two bias vectors. The highway output feeds the LSTM
-    # directly, and the LSTM has no projection (projection_dim == dim).
+    # forward LM only; their Torch LSTM's two bias vectors and zeroed padding character. The
+    # highway output feeds the LSTM directly, and the LSTM has no projection (projection_dim
+    # == dim).
     return BiLMConfig(
         char_cnn=CharCNNConfig(
             embedding_dim=15,
@@ -135,6 +136,7 @@ def _kim(filters: list[list[int]], n_highway: int, dim: int) -> BiLMConfig:
             n_highway=n_highway,
             activation="tanh",
             projection=False,
+            zero_padding_char=True,
         ),
         lstm=LSTMConfig(
             dim=dim,
