@@ -20,7 +20,8 @@ def test_kim_init_is_unsaturated_and_huge_weights_saturate():
     fresh = cnn_saturation.saturation(encoder, WORDS)
     assert fresh["saturated"] == 0.0 and fresh["mean_abs"] < 0.05
     with torch.no_grad():
-        for conv in encoder.convs:
-            conv.weight.mul_(1e4)
+        for conv in encoder.convs:  # the bias too: with Kim's zero padding character an
+            conv.weight.mul_(1e4)  # all-padding window is the bias alone
+            conv.bias.mul_(1e4)
     saturated = cnn_saturation.saturation(encoder, WORDS)
     assert saturated["saturated"] > 0.9 and saturated["mean_abs"] > 0.99
