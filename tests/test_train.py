@@ -374,17 +374,32 @@ def test_sigterm_stops_after_the_step_or_validation_with_its_checkpoint(
 
 
 @pytest.mark.slow
-def test_sigterm_from_outside_exits_143_with_a_checkpoint_to_resume(corpus, cache, tmp_path):
-    common = [*fast_overrides(corpus, tmp_path, cache, steps=200), "checkpoint_every=1000",
-              f"run_dir={tmp_path}", "export=false", "test=false"]  # fmt: skip
-    run = train_subprocess(common, cwd=tmp_path)
+@pytest.mark.parametrize("whole_group", [False, True], ids=["main_process", "process_group"])
+def test_sigterm_from_outside_exits_143_with_a_checkpoint_to_resume(
+    whole_group, corpus, cache, tmp_path
+):
+    # `kill PID`, or `pkill -f` / SLURM, which signal the DataLoader worker too: it must live on
+    # until the main process has written the checkpoint and stopped it.
+    overrides = [
+        o for o in fast_overrides(corpus, tmp_path, cache, steps=200) if "num_workers" not in o
+    ]
+    common = [*overrides, "data.num_workers=1", "checkpoint_every=1000", f"run_dir={tmp_path}",
+              "export=false", "test=false"]  # fmt: skip
+    run = train_subprocess(common, cwd=tmp_path, start_new_session=True)
     metrics = tmp_path / "logs" / "metrics.csv"
     _wait_while_running(run, lambda: metrics.exists() and len(metrics.read_text().splitlines()) > 4)
-    run.send_signal(signal.SIGTERM)
+    if whole_group:
+        os.killpg(run.pid, signal.SIGTERM)
+    else:
+        run.send_signal(signal.SIGTERM)
     output = run.communicate(timeout=600)[0]
     assert run.returncode == 143, output
     assert "elmo: stopped by SIGTERM; continue with resume=true" in output
+    assert "Traceback" not in output
     assert list((tmp_path / "checkpoints").glob("step_*.ckpt")), output
+    assert not list((tmp_path / "checkpoints").glob("*.partial")), output
+    with pytest.raises(ProcessLookupError):  # the worker is gone too
+        os.killpg(run.pid, 0)
     resumed = train_subprocess([*common, "resume=true"], cwd=tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
     assert sorted(_column(tmp_path, "train/loss")) == list(range(200))

@@ -1,6 +1,10 @@
 """ElmoDataModule: text files to batches through the real store; resume through a Trainer."""
 
 import itertools
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -145,3 +149,42 @@ def test_trainer_resume_sees_the_uninterrupted_batches(corpus, tmp_path):
     assert not resumed.seen[0]["reset"].any()  # carried states come back from the checkpoint
     valid = make(corpus).counts["valid"]
     assert first.val_targets == valid["tokens"] + valid["sentences"]
+
+
+class WorkerPids(torch.utils.data.IterableDataset):
+    """Yields the pid of the worker process that produced each item."""
+
+    def __iter__(self):
+        while True:
+            yield os.getpid()
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _proc_state(pid: int) -> str:
+    try:  # the third field of /proc/PID/stat; a zombie has exited and waits to be reaped
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+@pytest.mark.skipif(not hasattr(signal, "sigwaitinfo"), reason="needs sigwaitinfo (Linux)")
+def test_workers_outlive_a_sigterm_from_outside_but_not_one_from_the_main_process(corpus):
+    # SLURM and `pkill -f` signal the workers too: the main process must stay the one to stop
+    # them (its SIGTERM checkpoint needs them alive), yet its own terminate() must still work.
+    batches = iter(make(corpus, num_workers=1)._loader(WorkerPids()))
+    worker = next(batches)
+    assert worker != os.getpid()
+    subprocess.run(["kill", "-TERM", str(worker)], check=True)  # sent by another process
+    assert not _gone(worker, timeout=1.0)
+    assert [next(batches) for _ in range(3)] == [worker] * 3
+    os.kill(worker, signal.SIGTERM)  # sent by the main process, as multiprocessing does at exit
+    assert _gone(worker)
+    del batches
