@@ -162,7 +162,7 @@ class WorkerPids(torch.utils.data.IterableDataset):
 def _gone(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid):
+        if _proc_state(pid) in ("Z", "gone"):
             return True
         time.sleep(0.05)
     return False
