@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from elmo_train.model.config import PRESETS, BiLMConfig, preset
-from elmo_train.optim import OptimizerConfig
+from elmo_train.training.optim import OptimizerConfig
 
 
 @dataclass

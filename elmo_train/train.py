@@ -5,43 +5,27 @@ seed -> data -> model -> callbacks and loggers -> trainer -> fit -> evaluate -> 
 
 import dataclasses
 import math
-import os
 import signal
 import sys
 from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from elmo_train.adapt import initialize, model_config_from_init
 from elmo_train.config import config_dir, register_configs
 from elmo_train.errors import UserError
-from elmo_train.export import export_model
-from elmo_train.lm_module import BiLMModule
+from elmo_train.formats.model_dir import save_model_dir
+from elmo_train.training.adapt import initialize, model_config_from_init
+from elmo_train.training.checkpoint import AtomicCheckpointIO, resume_checkpoint
+from elmo_train.training.module import BiLMModule
 
 register_configs()
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write beside the target and rename: a crash mid-write leaves the previous file intact."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        with open(partial, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
 
 
 def instantiate(node: DictConfig, key: str, **kwargs):
@@ -52,25 +36,6 @@ def instantiate(node: DictConfig, key: str, **kwargs):
         if isinstance(cause, UserError):
             raise cause from None
         raise UserError(f"{key}: {cause or error}; check the {key}.* keys of your config") from None
-
-
-def resume_checkpoint(resume, run_dir: Path) -> str | None:
-    """`resume`: false, true (must exist), auto (if one exists) or a checkpoint path."""
-    if resume in (False, None, "false"):
-        return None
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if resume in (True, "true", "auto"):
-        if last.is_file():
-            return str(last)
-        if resume == "auto":
-            return None
-        raise UserError(
-            f"{last}: no checkpoint to resume; pass the run_name of an earlier run or "
-            "resume=path/to.ckpt"
-        )
-    if not Path(resume).is_file():
-        raise UserError(f"{resume}: checkpoint not found (resume=...); pass an existing .ckpt")
-    return str(resume)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -86,7 +51,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule.setup("fit")
     vocab = datamodule.vocab
 
-    # 3. Model: with init.*, the pretrained architecture and weights (elmo_train/adapt.py).
+    # 3. Model: with init.*, the pretrained architecture and weights (elmo_train/training/adapt.py).
     init = OmegaConf.to_object(cfg.init)
     model_config = OmegaConf.to_object(cfg.model)
     model_config = model_config_from_init(init, model_config) or model_config
@@ -98,7 +63,7 @@ def train(cfg: DictConfig) -> dict:
         vocab=list(vocab.words),
     )
     # A resumed run restores its own weights from the checkpoint instead.
-    module.card["init"] = (
+    module.card.init = (
         f"init: resumed from {ckpt_path}" if ckpt_path else initialize(module.lm, init, vocab)
     )
 
@@ -129,13 +94,10 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit_loop.epoch_loop.max_steps = max_steps  # known only now that ranks are
     trainer.val_check_interval = cfg.val_every or min(steps_per_epoch, max_steps)
     tokens_per_step = datamodule.batch_size * datamodule.window * world_size
-    module.card = {
-        **module.card,
-        "name": f"{cfg.run_name}",
-        "data": str(cfg.data.train),
-        "command": " ".join(["elmo train", *HydraConfig.get().overrides.task]),
-        "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
-    }
+    module.card.name = str(cfg.run_name)
+    module.card.data = str(cfg.data.train)
+    module.card.command = " ".join(["elmo train", *HydraConfig.get().overrides.task])
+    module.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     for logger in trainer.loggers:  # the resolved config, as wandb and TensorBoard show it
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
@@ -144,7 +106,7 @@ def train(cfg: DictConfig) -> dict:
             f"{max_steps} steps ({max_steps / steps_per_epoch:.2f} epochs of "
             f"{steps_per_epoch} steps, {tokens_per_step} tokens per step) in {run_dir}"
         )
-        print(module.card["init"])
+        print(module.card.init)
 
     # 6. Fit.
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -169,21 +131,20 @@ def train(cfg: DictConfig) -> dict:
 
     # 8. Export the model directory.
     if cfg.export:
-        card = dict(
+        card = dataclasses.replace(
             module.card,
             steps=trainer.global_step,
             perplexities=results,
             tokens_seen=trainer.global_step * tokens_per_step,
             vocab_size=len(vocab),
         )
-        config_yaml = card.pop("config_yaml")
-        model_dir = export_model(module.lm, vocab, run_dir / "model", card, config_yaml)
+        model_dir = save_model_dir(module.lm, vocab, run_dir / "model", card, module.config_yaml)
         print(f"model directory: {model_dir}")
 
         # 9. Show what contextual embeddings are for (a model with ELMo layers; not Kim's LM).
         if cfg.demo and module.lm.bilm.has_elmo_layers:
-            from elmo_train.embedder import Embedder
-            from elmo_train.similarity import demo_report
+            from elmo_train.use.embedder import Embedder
+            from elmo_train.use.similarity import demo_report
 
             print(demo_report(Embedder(module.lm.bilm.cpu())))
     return results

@@ -104,9 +104,9 @@ def main() -> None:
         print(json.dumps(measure(args)))
         return
 
-    from elmo_train.data.store import prepare
+    from elmo_train.data.prepare import prepare
     from elmo_train.data.tokenizer import make_tokenizer
-    from elmo_train.vocab import build_vocabulary
+    from elmo_train.data.vocab_builder import build_vocabulary
 
     work = Path(args.work_dir)
     cache = work / "cache"

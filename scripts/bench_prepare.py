@@ -52,8 +52,8 @@ def child(corpus: Path, num_proc: int, work: Path, min_count: int) -> dict:
     import datasets  # noqa: F401  (imported by the workers' path; timed with the imports)
 
     from elmo_train.data.files import SkipStats
-    from elmo_train.data.store import prepare
-    from elmo_train.vocab import build_vocabulary
+    from elmo_train.data.prepare import prepare
+    from elmo_train.data.vocab_builder import build_vocabulary
 
     imports = time.perf_counter() - started
     stats = SkipStats()

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from elmo_train.data.vocab_builder import build_vocabulary
+from elmo_train.formats.model_dir import save_model_dir
 from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.config import preset
-from elmo_train.vocab import build_vocabulary
-from elmo_train.weights import save_model_dir
 
 
 def timed(command: list[str]) -> float:

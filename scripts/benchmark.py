@@ -10,7 +10,7 @@ Modes (each row is one call of the timed function, all positions of a B x T batc
   directions; loss = sum of the top layer's outputs). Ours: `elmo_train.model.bilm.BiLM`.
 * `step`: the whole training step: biLM + sampled softmax (shared by both directions) +
   backward + grad-norm clip 10 + Adagrad (lr 0.2, initial accumulator 1.0, as bilm-tf).
-  Ours: `elmo_train.model.bilm.LanguageModel` on the batch dict of docs/ARCHITECTURE.md.
+  Ours: `elmo_train.model.bilm.LanguageModel` on a `Batch` (elmo_train/model/batch.py).
 
 The reference (`scripts/reference_impl.py`) is the AllenNLP way of running the same model:
 per-token char CNN (no dedup), per-step `LstmCellWithProjection` loop one direction at a time,
@@ -46,7 +46,6 @@ import math
 import os
 import platform
 import statistics
-import string
 import sys
 import time
 from collections.abc import Callable
@@ -55,70 +54,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import reference_impl as ref_impl  # noqa: E402
-
-from elmo_train.chars import word_to_char_ids  # noqa: E402
-from elmo_train.model.bilm import BiLM, LanguageModel  # noqa: E402
-from elmo_train.model.config import PRESETS, BiLMConfig, preset  # noqa: E402
-from elmo_train.optim import OptimizerConfig, build_optimizer  # noqa: E402
+from elmo_train.model.batch import Batch
+from elmo_train.model.bilm import BiLM, LanguageModel
+from elmo_train.model.config import PRESETS, BiLMConfig, preset
+from elmo_train.reference import allennlp_style as ref_impl
+from elmo_train.reference.workload import macs_per_token, make_batch, synthetic_types
+from elmo_train.training.optim import OptimizerConfig, build_optimizer
 
 H100_PEAK_TFLOPS = {"fp32": 67.0, "bf16": 989.0}  # dense, SXM; the H200 has the same compute
 TARGETS = {"bilm": 1.5, "step": 2.0}  # elmo_small speedup over the reference (issues 2 and 6)
-
-
-# -- data ---------------------------------------------------------------------------------
-
-
-def synthetic_types(n_types: int, rng: np.random.Generator) -> torch.Tensor:
-    """Char ids `(n_types, 50)` of distinct random lowercase words of 2..11 letters."""
-    letters = np.array(list(string.ascii_lowercase))
-    words: dict[str, None] = {}
-    while len(words) < n_types:
-        length = int(rng.integers(2, 12))
-        words.setdefault("".join(rng.choice(letters, length)), None)
-    return torch.tensor([word_to_char_ids(w) for w in words], dtype=torch.long)
-
-
-def make_batch(
-    type_chars: torch.Tensor, batch_size: int, steps: int, zipf: float, rng: np.random.Generator
-) -> dict[str, torch.Tensor]:
-    """A stream-mode batch whose backward stream reads the forward tokens right to left."""
-    n_types = type_chars.shape[0]
-    cdf = np.cumsum(1.0 / np.arange(1, n_types + 1) ** zipf)
-    ids = np.searchsorted(cdf / cdf[-1], rng.random((batch_size, steps + 2)))  # (B, T+2)
-    ids = torch.from_numpy(np.minimum(ids, n_types - 1))
-    fwd_chars = type_chars[ids[:, 1 : steps + 1]]  # (B, T, 50)
-    return {
-        "fwd_chars": fwd_chars,
-        "fwd_targets": ids[:, 2:],  # next token
-        "bwd_chars": fwd_chars.flip(1),
-        "bwd_targets": ids[:, :steps].flip(1),  # previous token, in backward order
-        "mask": torch.ones(batch_size, steps, dtype=torch.bool),
-        "reset": torch.zeros(batch_size, dtype=torch.bool),
-    }
-
-
-# -- model FLOPs ---------------------------------------------------------------------------
-
-
-def macs_per_token(config: BiLMConfig, n_negatives: int | None) -> dict[str, int]:
-    """Forward multiply-accumulates per token position, by part (both directions)."""
-    cnn, lstm = config.char_cnn, config.lstm
-    L, e, F = cnn.max_characters_per_token, cnn.embedding_dim, cnn.n_filters
-    C, P = lstm.dim, lstm.projection_dim
-    D = 2 if config.bidirectional else 1
-    macs = {
-        "char_cnn": sum((L - w + 1) * w * e * n for w, n in cnn.filters),
-        "highway": cnn.n_highway * 2 * F * F,
-        "projection": F * P if F != P else 0,
-        "lstm": D * lstm.n_layers * (P * 4 * C + P * 4 * C + (C * P if P < C else 0)),
-    }
-    if n_negatives is not None:
-        macs["softmax"] = D * (n_negatives + 1) * P
-    return macs
 
 
 # -- timing --------------------------------------------------------------------------------
@@ -203,10 +147,10 @@ def _relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
     ).item()
 
 
-def bilm_variants(config: BiLMConfig, batch: dict, device: torch.device, tolerance: float):
+def bilm_variants(config: BiLMConfig, batch: Batch, device: torch.device, tolerance: float):
     ours = BiLM(config).to(device).train()
     ref = ref_impl.build_like(ours).train()
-    fwd = batch["fwd_chars"].to(device)
+    fwd = batch.fwd_chars.to(device)
     bwd = fwd.flip(1) if ours.n_directions == 2 else None
 
     def ours_loss() -> torch.Tensor:
@@ -249,11 +193,11 @@ def bilm_variants(config: BiLMConfig, batch: dict, device: torch.device, toleran
 
 
 def step_variants(
-    config: BiLMConfig, batch: dict, device: torch.device, tolerance: float, V: int, compiled: bool
+    config: BiLMConfig, batch: Batch, device: torch.device, tolerance: float, V: int, compiled: bool
 ):
     ours = LanguageModel(config, V).to(device).train()
     ref = ref_impl.build_like(ours).train()
-    batch = {key: value.to(device) for key, value in batch.items()}
+    batch = batch.to(device)
 
     # Agreement before timing: the same negatives (ours recorded, replayed to the reference).
     replay: list = []
@@ -472,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     type_chars = synthetic_types(args.types, rng)
     batch = make_batch(type_chars, args.batch_size, args.steps, args.zipf, rng)
     n_tokens = args.batch_size * args.steps
-    unique = torch.unique(batch["fwd_chars"].reshape(n_tokens, -1), dim=0).shape[0]
+    unique = torch.unique(batch.fwd_chars.reshape(n_tokens, -1), dim=0).shape[0]
     print(
         f"batch: {args.batch_size} x {args.steps} = {n_tokens} positions, Zipf({args.zipf}) over "
         f"{args.types} types: {unique} distinct ({100 * unique / n_tokens:.0f} %); "

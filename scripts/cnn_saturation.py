@@ -10,26 +10,8 @@ embeddings of different words.
 
 import argparse
 
-import torch
-
-from elmo_train.chars import batch_to_ids
-from elmo_train.lm_module import BiLMModule
-from elmo_train.model.char_encoder import CharEncoder
-
-
-def saturation(encoder: CharEncoder, words: list[str]) -> dict[str, float]:
-    char_ids = batch_to_ids([words])[0, 1:-1]  # (N, 50), without the <S> and </S> added
-    with torch.no_grad():
-        features = encoder.pool(char_ids)  # (N, n_filters), after the activation
-        embeddings = torch.nn.functional.normalize(encoder.encode_types(char_ids), dim=-1)
-    cosine = embeddings @ embeddings.t()  # (N, N)
-    n = len(words)
-    return {
-        "words": n,
-        "saturated": (features.abs() > 0.99).float().mean().item(),
-        "mean_abs": features.abs().mean().item(),
-        "mean_cosine": ((cosine.sum() - cosine.diagonal().sum()) / (n * n - n)).item(),
-    }
+from elmo_train.training.module import BiLMModule
+from elmo_train.use.cnn_saturation import saturation
 
 
 def main(argv: list[str] | None = None) -> None:

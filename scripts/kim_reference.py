@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elmo_train.chars import PADDING_CHAR, word_to_char_ids
 from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.char_encoder import CharEncoder
+from elmo_train.model.chars import PADDING_CHAR, word_to_char_ids
 from elmo_train.model.config import CharCNNConfig, preset
 from elmo_train.model.lstm import LSTMStack, LSTMState
 

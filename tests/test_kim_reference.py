@@ -11,7 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import kim_reference  # noqa: E402
 
-from elmo_train.chars import word_to_char_ids
+from elmo_train.model.batch import Batch
+from elmo_train.model.chars import word_to_char_ids
 
 WORDS = "the bank of the river was steep a loan from the bank was paid".split()
 
@@ -82,8 +83,8 @@ def test_our_model_variant_scores_what_our_language_model_scores(zero_padding):
     inputs = torch.tensor([[0, 3, 5, 1], [2, 2, 4, 0]])
     targets = torch.tensor([[3, 5, 1, 2], [2, 4, 0, 1]])
     logits, _ = model(inputs, None)
-    batch = {"fwd_chars": model.chars[inputs], "fwd_targets": targets}
-    batch["mask"] = torch.ones(2, 4, dtype=torch.bool)
+    mask, reset = torch.ones(2, 4, dtype=torch.bool), torch.zeros(2, dtype=torch.bool)
+    batch = Batch(fwd_chars=model.chars[inputs], fwd_targets=targets, mask=mask, reset=reset)
     expected = model.lm(batch).nll[0]
     torch.testing.assert_close(F.cross_entropy(logits.flatten(0, 1), targets.flatten()), expected)
 

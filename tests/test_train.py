@@ -21,12 +21,13 @@ from train_helpers import (
     train_subprocess,
 )
 
-from elmo_train.callbacks import RunProgressBar, StepCheckpoint
-from elmo_train.chars import PADDING_CHAR
 from elmo_train.config import config_dir
 from elmo_train.errors import UserError
-from elmo_train.lm_module import BiLMModule
-from elmo_train.train import AtomicCheckpointIO, train
+from elmo_train.model.chars import PADDING_CHAR
+from elmo_train.train import train
+from elmo_train.training.callbacks import RunProgressBar, StepCheckpoint
+from elmo_train.training.checkpoint import AtomicCheckpointIO
+from elmo_train.training.module import BiLMModule
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
 

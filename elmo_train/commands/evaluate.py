@@ -1,25 +1,25 @@
 """`elmo evaluate`: held-out perplexity of a model directory, exact full softmax."""
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import torch
 
-from elmo_train.commands.vocab import add_tokenizer_arguments, default_num_proc
+from elmo_train.commands.common import add_tokenizer_arguments, default_cache_dir, default_num_proc
 from elmo_train.data.files import resolve_inputs
-from elmo_train.data.store import prepare
+from elmo_train.data.prepare import prepare
 from elmo_train.data.tokenizer import make_tokenizer
 from elmo_train.errors import UserError
-from elmo_train.evaluate import evaluate, evaluation_vocabulary, format_table, intersect, write_json
-from elmo_train.vocab import Vocabulary
-from elmo_train.weights import VOCAB, load_model_dir
-
-
-def default_cache_dir() -> str:
-    """Where prepared stores are cached: `$ELMO_TRAIN_CACHE`, as `elmo train`'s data configs."""
-    return os.environ.get("ELMO_TRAIN_CACHE", os.path.expanduser("~/.cache/elmo-train"))
+from elmo_train.formats.model_dir import VOCAB, load_model_dir
+from elmo_train.formats.vocab_file import Vocabulary
+from elmo_train.use.perplexity import (
+    evaluate,
+    evaluation_vocabulary,
+    format_table,
+    intersect,
+    write_json,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 import argparse
 
-from elmo_train.export import export_checkpoint
+from elmo_train.training.checkpoint import export_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

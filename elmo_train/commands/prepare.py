@@ -2,16 +2,16 @@
 
 import argparse
 
-from elmo_train.commands.vocab import (
+from elmo_train.commands.common import (
     add_input_argument,
     add_num_proc_argument,
     add_tokenizer_arguments,
 )
 from elmo_train.data.files import resolve_inputs
-from elmo_train.data.store import prepare
+from elmo_train.data.prepare import prepare
 from elmo_train.data.tokenizer import make_tokenizer
 from elmo_train.errors import UserError
-from elmo_train.vocab import Vocabulary
+from elmo_train.formats.vocab_file import Vocabulary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

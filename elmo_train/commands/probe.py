@@ -2,9 +2,9 @@
 
 import argparse
 
-from elmo_train.commands.embed import embedder_from_args
+from elmo_train.commands.common import add_model_arguments, embedder_from_args
 from elmo_train.errors import UserError
-from elmo_train.probe import (
+from elmo_train.use.probes import (
     format_table,
     plot,
     pos_probe,
@@ -16,10 +16,7 @@ from elmo_train.probe import (
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_argument_group("model (a model directory, or released bilm-tf files)")
-    source.add_argument("--model", help="model directory written by elmo export or elmo train")
-    source.add_argument("--options", help="options.json of released weights")
-    source.add_argument("--weights", help="weights.hdf5 of released weights")
+    add_model_arguments(parser)
     parser.add_argument("--plot", metavar="PNG", help="also save a bar chart of the accuracies")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per biLM batch")
     parser.add_argument("--device", default="cpu")

@@ -3,16 +3,14 @@
 import argparse
 from pathlib import Path
 
-from elmo_train.commands.embed import embedder_from_args, read_sentences
+from elmo_train.commands.common import add_model_arguments, embedder_from_args
+from elmo_train.data.files import read_sentences
 from elmo_train.errors import UserError
-from elmo_train.similarity import find_contexts, format_table, nearest_contexts
+from elmo_train.use.similarity import find_contexts, format_table, nearest_contexts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_argument_group("model (a model directory, or released bilm-tf files)")
-    source.add_argument("--model", help="model directory written by elmo export or elmo train")
-    source.add_argument("--options", help="options.json of released weights")
-    source.add_argument("--weights", help="weights.hdf5 of released weights")
+    add_model_arguments(parser)
     parser.add_argument(
         "--word", required=True, help="the word to compare across contexts (exact token match)"
     )

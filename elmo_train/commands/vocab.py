@@ -3,9 +3,15 @@
 import argparse
 import os
 
-from elmo_train.data.files import MAX_LINE_BYTES, SkipStats, resolve_inputs
-from elmo_train.data.tokenizer import TOKENIZERS, make_tokenizer
-from elmo_train.vocab import SPECIALS, build_vocabulary, write_counts
+from elmo_train.commands.common import (
+    add_input_argument,
+    add_num_proc_argument,
+    add_tokenizer_arguments,
+)
+from elmo_train.data.files import SkipStats, resolve_inputs
+from elmo_train.data.tokenizer import make_tokenizer
+from elmo_train.data.vocab_builder import build_vocabulary, write_counts
+from elmo_train.formats.vocab_file import SPECIALS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,59 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_tokenizer_arguments(parser)
     add_num_proc_argument(parser)
-
-
-def add_input_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--input",
-        nargs="+",
-        required=True,
-        metavar="GLOB",
-        help="text files or globs, one tokenized sentence per line",
-    )
-
-
-def add_num_proc_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--num-proc",
-        type=int,
-        default=default_num_proc(),
-        help="worker processes (default: %(default)s)",
-    )
-
-
-def add_tokenizer_arguments(parser: argparse.ArgumentParser, train: bool = True) -> None:
-    """Tokenizer options; `train`: a missing sentencepiece model is trained on the inputs."""
-    parser.add_argument(
-        "--tokenizer",
-        choices=TOKENIZERS,
-        default="whitespace",
-        help="whitespace (bilm-tf, default) or sentencepiece pieces",
-    )
-    parser.add_argument(
-        "--sp-model",
-        metavar="FILE",
-        help="sentencepiece .model: loaded if it exists, else trained on the inputs and written there"
-        if train
-        else "the sentencepiece .model the vocabulary was built with",
-    )
-    if train:
-        parser.add_argument(
-            "--sp-vocab-size",
-            type=int,
-            default=8000,
-            help="pieces of a newly trained sentencepiece model (default: %(default)s)",
-        )
-    parser.add_argument(
-        "--max-line-bytes",
-        type=int,
-        default=MAX_LINE_BYTES,
-        help="skip (and count) longer lines (default: %(default)s)",
-    )
-
-
-def default_num_proc() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -21,11 +21,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from elmo_train.data.files import resolve_inputs
-from elmo_train.data.store import CorpusStore, prepare
+from elmo_train.data.prepare import prepare
+from elmo_train.data.store import CorpusStore
 from elmo_train.data.stream import MODES, BatchStream, training_rows
 from elmo_train.data.tokenizer import TOKENIZERS, make_tokenizer
+from elmo_train.data.vocab_builder import build_vocabulary
 from elmo_train.errors import UserError
-from elmo_train.vocab import Vocabulary, build_vocabulary
+from elmo_train.formats.vocab_file import Vocabulary
 
 SPLITS = ("train", "valid", "test")
 

@@ -274,3 +274,26 @@ def iter_lines(
                     yield text
                 else:
                     stats.empty += 1
+
+
+def read_sentences(path: Path) -> list[list[str]]:
+    """Every line of `path`, whitespace-tokenized; line i stays sentence i."""
+    if not path.is_file():
+        raise UserError(
+            f"{path}: input file not found; pass a text file with one sentence per line"
+        )
+    sentences, bad_lines = [], []
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                text = line.decode("utf-8", errors="replace")
+                bad_lines.append(number)
+            sentences.append(text.split())
+    if bad_lines:
+        print(
+            f"{path}: {len(bad_lines)} lines are not valid UTF-8 (first: line {bad_lines[0]}); "
+            "invalid bytes were replaced"
+        )
+    return sentences

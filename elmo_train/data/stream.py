@@ -2,7 +2,7 @@
 mode, and evaluation streams.
 
 A prepared corpus (`elmo_train.data.store.CorpusStore`) holds every sentence as type ids in
-one memory-mapped array; this module turns it into the batch dicts of docs/ARCHITECTURE.md.
+one memory-mapped array; this module turns it into `Batch`es (`elmo_train.model.batch`).
 
 Two steps per batch, so that workers and resumption never break a row's continuity:
 
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-BOS_TYPE = 0  # the store's type id of `<S>`
-EOS_TYPE = 1  # the store's type id of `</S>`
+from elmo_train.data.store import BOS_TYPE, EOS_TYPE, CorpusStore
+from elmo_train.model.batch import Batch
 
 MODES = ("stream", "contiguous", "sentence")
 
@@ -247,8 +247,8 @@ def _sentence_plans(
 
 def _materialise(
     store: TokenStore, plan: _Plan | None, batch_size: int, window: int, reset: bool
-) -> dict[str, torch.Tensor]:
-    """The batch dict of a plan; `None` is an all-padding batch (equal eval lengths under DDP)."""
+) -> Batch:
+    """The batch of a plan; `None` is an all-padding batch (equal eval lengths under DDP)."""
     size = batch_size * window
     # type ids of every (B*T) position; -1 is padding
     types = {key: np.full(size, -1, dtype=np.int64) for key in ("fwd", "fwd_t", "bwd", "bwd_t")}
@@ -275,21 +275,20 @@ def _materialise(
         types["bwd_t"][flat] = np.where(q == n, BOS_TYPE, words(begin + n - q - 1))
 
     mask = types["fwd"] >= 0  # (B*T,)
-    batch = {}
+    streams = {}
     for direction in ("fwd", "bwd"):
         inputs, targets = types[direction][mask], types[f"{direction}_t"][mask]
         chars = np.zeros((size, store.type_chars.shape[1]), dtype=np.int64)  # numpy casts
         chars[mask] = store.type_chars[inputs]  # faster than torch's multithreaded .long()
-        ids = np.zeros(size, dtype=np.int64)
-        ids[mask] = store.type_vocab[inputs]
         target_ids = np.zeros(size, dtype=np.int64)
         target_ids[mask] = store.type_vocab[targets]
-        batch[f"{direction}_chars"] = torch.from_numpy(chars).view(batch_size, window, -1)
-        batch[f"{direction}_targets"] = torch.from_numpy(target_ids).view(batch_size, window)
-        batch[f"{direction}_ids"] = torch.from_numpy(ids).view(batch_size, window)
-    batch["mask"] = torch.from_numpy(mask).view(batch_size, window)
-    batch["reset"] = torch.full((batch_size,), reset, dtype=torch.bool)
-    return batch
+        streams[f"{direction}_chars"] = torch.from_numpy(chars).view(batch_size, window, -1)
+        streams[f"{direction}_targets"] = torch.from_numpy(target_ids).view(batch_size, window)
+    return Batch(
+        **streams,
+        mask=torch.from_numpy(mask).view(batch_size, window),
+        reset=torch.full((batch_size,), reset, dtype=torch.bool),
+    )
 
 
 @dataclass(frozen=True)
@@ -301,7 +300,7 @@ class StreamPosition:
 
 
 class BatchStream(IterableDataset):
-    """One rank's batches of a prepared corpus, as dicts of tensors (docs/ARCHITECTURE.md).
+    """One rank's `Batch`es of a prepared corpus.
 
     `training=True`: an infinite stream (epoch 0's order, then epoch 1's, ...), shuffled by
     `seed` unless `shuffle=False`, starting at batch `start_step` exactly as the uninterrupted
@@ -364,8 +363,6 @@ class BatchStream(IterableDataset):
 
     def __setstate__(self, state: dict) -> None:
         if isinstance(state["store"], Path):
-            from elmo_train.data.store import CorpusStore
-
             state["store"] = CorpusStore.open(state["store"])
         self.__dict__.update(state)
 
@@ -439,7 +436,7 @@ class BatchStream(IterableDataset):
             total += int((offsets[ids + 1] - offsets[ids]).sum()) + ids.size
         return total
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
         # every worker simulates every batch (rows continue across batches), materialises its own

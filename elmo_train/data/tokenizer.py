@@ -140,7 +140,7 @@ class SentencePieceTokenizer:
     @property
     def inventory(self) -> list[str]:
         """Pieces the model can produce, without its control pieces; its unknown piece is `<UNK>`."""
-        from elmo_train.chars import UNK_TOKEN
+        from elmo_train.model.chars import UNK_TOKEN
 
         sp = self.processor
         pieces = []

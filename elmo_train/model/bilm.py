@@ -1,7 +1,7 @@
 """The biLM: one character encoder and one output layer shared by a forward and a backward LM.
 
 `BiLM` maps characters to the per-layer activations ELMo uses; `LanguageModel` adds the output
-layer and the training loss on the batches of `docs/ARCHITECTURE.md`.
+layer and the training loss on a `Batch` (`model/batch.py`).
 """
 
 from dataclasses import dataclass
@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from elmo_train.model.batch import Batch
 from elmo_train.model.char_encoder import CharEncoder
 from elmo_train.model.config import BiLMConfig
 from elmo_train.model.lstm import LSTMStack, LSTMState
@@ -150,24 +151,21 @@ class LanguageModel(nn.Module):
     def vocab_size(self) -> int:
         return self.output.vocab_size
 
-    def forward(self, batch: dict[str, torch.Tensor], state: LSTMState | None = None) -> LMOutput:
-        fwd_chars = batch["fwd_chars"]
-        B = fwd_chars.shape[0]
-        if state is None or state.batch_size != B:
-            state = self.bilm.lstm.zero_state(B, self.bilm.lstm.weight_h[0])
-        if "reset" in batch:
-            state = state.reset_rows(batch["reset"])
+    def forward(self, batch: Batch, state: LSTMState | None = None) -> LMOutput:
+        """Per-direction NLL of `batch`'s targets, starting from `state` (None: zero state)."""
+        B, T = batch.fwd_targets.shape
         directions = ["fwd", "bwd"][: self.bilm.n_directions]
-        bwd_chars = batch["bwd_chars"] if len(directions) == 2 else None
-        _, layers, state = self.bilm.run_streams(fwd_chars, bwd_chars, state)
+        bwd_chars = batch.bwd_chars if len(directions) == 2 else None
+        _, layers, state = self.bilm.run_streams(batch.fwd_chars, bwd_chars, state)
         top = F.dropout(layers[-1], self.config.dropout, self.training)  # (D, B, T, P)
         # Padding positions are computed and weighted zero: no data-dependent shapes, so no
         # device sync in the training step.
-        weight = batch["mask"].reshape(-1).to(top.dtype)  # (B*T,)
+        weight = batch.mask.reshape(-1).to(top.dtype)  # (B*T,)
         n_targets = weight.sum()
+        targets = [batch.fwd_targets, batch.bwd_targets]
         nll = []
-        for d, name in enumerate(directions):
-            hidden = top[d].reshape(B * fwd_chars.shape[1], -1)  # (B*T, P)
-            token_nll = self.output(hidden, batch[f"{name}_targets"].reshape(-1))  # (B*T,)
+        for d in range(len(directions)):
+            hidden = top[d].reshape(B * T, -1)  # (B*T, P)
+            token_nll = self.output(hidden, targets[d].reshape(-1))  # (B*T,)
             nll.append((token_nll * weight).sum() / n_targets.clamp(min=1))
         return LMOutput(nll, n_targets, state)

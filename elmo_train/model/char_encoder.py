@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elmo_train.chars import N_CHARACTERS, PADDING_CHAR
+from elmo_train.model.chars import N_CHARACTERS, PADDING_CHAR
 from elmo_train.model.config import CharCNNConfig
 
 

@@ -6,7 +6,7 @@ LSTM output and token-embedding size) so a config reads like the released option
 
 from dataclasses import dataclass, field
 
-from elmo_train.chars import MAX_CHARS
+from elmo_train.model.chars import MAX_CHARS
 
 ELMO_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]  # "2048cnn"
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from elmo_train.cli import main
+from elmo_train.formats.model_dir import save_model_dir
+from elmo_train.formats.vocab_file import Vocabulary
 from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.config import preset
-from elmo_train.vocab import Vocabulary
-from elmo_train.weights import save_model_dir
 
 LABELLED = """river\tthe muddy bank of the river was steep .
 finance\tshe paid the bank a large fee .

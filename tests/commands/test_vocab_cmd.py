@@ -3,7 +3,7 @@
 import pytest
 
 from elmo_train.cli import main
-from elmo_train.vocab import Vocabulary
+from elmo_train.formats.vocab_file import Vocabulary
 
 
 def test_fixture_vocabulary(fixtures_dir, tmp_path, capsys):

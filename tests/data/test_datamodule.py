@@ -1,5 +1,6 @@
 """ElmoDataModule: text files to batches through the real store; resume through a Trainer."""
 
+import dataclasses
 import itertools
 import os
 import signal
@@ -14,6 +15,7 @@ import torch
 
 from elmo_train.data.datamodule import ElmoDataModule
 from elmo_train.errors import UserError
+from elmo_train.model.batch import Batch
 
 WORDS = "the a cat dog sat ran on under mat log big small red old".split()
 
@@ -56,23 +58,22 @@ def test_smoke_through_the_real_store(corpus, capsys):
     positions = counts["train"]["tokens"] + counts["train"]["sentences"]
     assert dm.steps_per_epoch == positions // 20
     batches = list(itertools.islice(dm.train_dataloader(), 6))
-    assert batches[0]["fwd_chars"].shape == (4, 5, 50) and batches[0]["reset"].all()
-    assert all(b["mask"].all() for b in batches) and not batches[1]["reset"].any()
+    assert batches[0].fwd_chars.shape == (4, 5, 50) and batches[0].reset.all()
+    assert all(b.mask.all() for b in batches) and not batches[1].reset.any()
     assert_same(batches, list(itertools.islice(make(corpus).train_dataloader(), 6)))
     valid = list(dm.val_dataloader())
     valid_counts = counts["valid"]
-    assert sum(int(b["mask"].sum()) for b in valid) == (
+    assert sum(int(b.mask.sum()) for b in valid) == (
         valid_counts["tokens"] + valid_counts["sentences"]
     )
     assert dm.test_dataloader() == [] and not dm.has_split("test")
 
 
-def assert_same(a: list[dict], b: list[dict], skip: tuple[str, ...] = ()) -> None:
+def assert_same(a: list[Batch], b: list[Batch]) -> None:
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
-        for key in x:
-            if key not in skip:
-                assert torch.equal(x[key], y[key]), key
+        for field in dataclasses.fields(x):
+            assert torch.equal(getattr(x, field.name), getattr(y, field.name)), field.name
 
 
 def test_state_dict_follows_the_trainer_and_sets_the_start(corpus):
@@ -107,15 +108,15 @@ class Recorder(L.LightningModule):
     def __init__(self):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.seen: list[dict] = []
+        self.seen: list[Batch] = []
         self.val_targets = 0
 
     def training_step(self, batch, batch_idx):
-        self.seen.append({k: v.clone() for k, v in batch.items()})
-        return (self.weight * batch["mask"].float()).sum()
+        self.seen.append(batch.to("cpu"))
+        return (self.weight * batch.mask.float()).sum()
 
     def validation_step(self, batch, batch_idx):
-        self.val_targets += int(batch["mask"].sum())
+        self.val_targets += int(batch.mask.sum())
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -146,7 +147,7 @@ def test_trainer_resume_sees_the_uninterrupted_batches(corpus, tmp_path):
     assert torch.load(ckpt, weights_only=True)["ElmoDataModule"] == {"batches_consumed": 4}
     resumed, _ = fit(make(corpus, num_workers=1), 7, ckpt_path=ckpt)
     assert_same(first.seen + resumed.seen, uninterrupted.seen)
-    assert not resumed.seen[0]["reset"].any()  # carried states come back from the checkpoint
+    assert not resumed.seen[0].reset.any()  # carried states come back from the checkpoint
     valid = make(corpus).counts["valid"]
     assert first.val_targets == valid["tokens"] + valid["sentences"]
 

@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from elmo_train.chars import word_to_char_ids
-from elmo_train.data import store as store_module
-from elmo_train.data.store import CorpusStore, prepare
+from elmo_train.data import scan
+from elmo_train.data.prepare import prepare
+from elmo_train.data.store import CorpusStore
 from elmo_train.data.tokenizer import WhitespaceTokenizer, make_tokenizer
+from elmo_train.data.vocab_builder import build_vocabulary
 from elmo_train.errors import UserError
-from elmo_train.vocab import Vocabulary, build_vocabulary
+from elmo_train.formats.vocab_file import Vocabulary
+from elmo_train.model.chars import word_to_char_ids
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = "ü" * 1000  # 2,000 UTF-8 bytes: kept as a word, truncated only by the char encoder
@@ -145,7 +147,7 @@ def test_prepare_reuses_cache_until_an_input_changes(tmp_path, capsys):
 
 def test_workers_give_the_same_store(tmp_path, monkeypatch):
     """`num_proc=2` (datasets workers over byte ranges) = one process, line numbers included."""
-    monkeypatch.setattr(store_module, "MIN_RANGE_BYTES", 200)  # many ranges from a small file
+    monkeypatch.setattr(scan, "MIN_RANGE_BYTES", 200)  # many ranges from a small file
     lines = [f"s{i % 7} w{i % 13} the cat {'sat' if i % 3 else '.'}" for i in range(400)]
     lines[350] = "bad \udcff"  # becomes invalid UTF-8 below, in a late range
     path = tmp_path / "c.txt"
@@ -168,7 +170,7 @@ class BrokenTokenizer(WhitespaceTokenizer):
 
 
 def test_worker_error_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "MIN_RANGE_BYTES", 20)
+    monkeypatch.setattr(scan, "MIN_RANGE_BYTES", 20)
     path = corpus(tmp_path)
     with pytest.raises(UserError) as caught:
         prepare([path], VOCAB, BrokenTokenizer(), tmp_path / "cache", num_proc=2, verbose=False)

@@ -1,5 +1,6 @@
 """Packed row streams, sentence mode and evaluation streams: exact batches, per rank, resumable."""
 
+import dataclasses
 import itertools
 import pickle
 
@@ -8,10 +9,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from elmo_train.chars import word_to_char_ids
 from elmo_train.data.store import CorpusStore
 from elmo_train.data.stream import BatchStream, SentenceOrder, contiguous_rows
-from elmo_train.vocab import Vocabulary
+from elmo_train.formats.vocab_file import Vocabulary
+from elmo_train.model.batch import Batch
+from elmo_train.model.chars import BOS_CHAR_IDS, word_to_char_ids
 
 SPECIALS = ["<S>", "</S>", "<UNK>"]
 
@@ -28,14 +30,33 @@ def numbered(n_sentences: int, directory, seed: int = 0) -> tuple[CorpusStore, l
     return make_store(sentences, vocab, directory), vocab
 
 
-def take(stream, n: int) -> list[dict[str, torch.Tensor]]:
+def take(stream, n: int) -> list[Batch]:
     return list(itertools.islice(stream, n))
 
 
-def assert_same(a: list[dict], b: list[dict], skip: tuple[str, ...] = ()) -> None:
+def tensors(batch: Batch) -> dict[str, torch.Tensor]:
+    return {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
+
+
+def one_row(batch: Batch, row: int) -> Batch:
+    return Batch(**{name: t[row : row + 1] for name, t in tensors(batch).items()})
+
+
+def input_ids(chars: torch.Tensor, store: CorpusStore) -> torch.Tensor:
+    """Vocabulary ids `(B, T)` of a stream's input tokens, read back from their char ids (0 on
+    padding): what the model reads, as the targets say what it predicts."""
+    by_chars = {
+        tuple(c): v
+        for c, v in zip(store.type_chars.tolist(), store.type_vocab.tolist(), strict=True)
+    }
+    ids = [by_chars.get(tuple(c), 0) for c in chars.reshape(-1, chars.shape[-1]).tolist()]
+    return torch.tensor(ids).view(chars.shape[:-1])
+
+
+def assert_same(a: list[Batch], b: list[Batch], skip: tuple[str, ...] = ()) -> None:
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
-        assert x.keys() == y.keys()
+        x, y = tensors(x), tensors(y)
         for key in x:
             if key not in skip:
                 assert torch.equal(x[key], y[key]), key
@@ -55,37 +76,35 @@ def example(tmp_path) -> CorpusStore:
 def test_bilm_tf_worked_example(example):
     stream = BatchStream(example, batch_size=2, window=3, shuffle=False)
     first, second = take(stream, 2)
-    assert first["fwd_ids"].tolist() == [[0, 3, 2], [0, 2, 4]]
-    assert first["fwd_targets"].tolist() == [[3, 2, 4], [2, 4, 1]]
-    assert second["fwd_ids"].tolist() == [[4, 0, 3], [0, 3, 2]]
-    assert second["fwd_targets"].tolist() == [[1, 3, 1], [3, 2, 4]]
+    assert input_ids(first.fwd_chars, example).tolist() == [[0, 3, 2], [0, 2, 4]]
+    assert first.fwd_targets.tolist() == [[3, 2, 4], [2, 4, 1]]
+    assert input_ids(second.fwd_chars, example).tolist() == [[4, 0, 3], [0, 3, 2]]
+    assert second.fwd_targets.tolist() == [[1, 3, 1], [3, 2, 4]]
     # the same sentences in the same rows, reversed: `</S> . unknown the <S>`, `</S> . th <S>`,
     # `</S> the <S>`; row 0 finishes sentence 1 then starts sentence 3, row 1 starts sentence 1
-    assert first["bwd_ids"].tolist() == [[1, 4, 2], [1, 4, 2]]
-    assert first["bwd_targets"].tolist() == [[4, 2, 3], [4, 2, 0]]
-    assert second["bwd_ids"].tolist() == [[3, 1, 3], [1, 4, 2]]
-    assert second["bwd_targets"].tolist() == [[0, 3, 0], [4, 2, 3]]
-    assert first["reset"].tolist() == [True, True] and second["reset"].tolist() == [False, False]
-    assert first["mask"].all() and second["mask"].all()
+    assert input_ids(first.bwd_chars, example).tolist() == [[1, 4, 2], [1, 4, 2]]
+    assert first.bwd_targets.tolist() == [[4, 2, 3], [4, 2, 0]]
+    assert input_ids(second.bwd_chars, example).tolist() == [[3, 1, 3], [1, 4, 2]]
+    assert second.bwd_targets.tolist() == [[0, 3, 0], [4, 2, 3]]
+    assert first.reset.tolist() == [True, True] and second.reset.tolist() == [False, False]
+    assert first.mask.all() and second.mask.all()
 
 
 def test_batch_keys_shapes_and_chars(example):
     batch = take(BatchStream(example, batch_size=2, window=3, shuffle=False), 1)[0]
-    shapes = {key: (tuple(v.shape), v.dtype) for key, v in batch.items()}
+    shapes = {key: (tuple(v.shape), v.dtype) for key, v in tensors(batch).items()}
     assert shapes == {
         "fwd_chars": ((2, 3, 50), torch.long),
         "bwd_chars": ((2, 3, 50), torch.long),
         "fwd_targets": ((2, 3), torch.long),
         "bwd_targets": ((2, 3), torch.long),
-        "fwd_ids": ((2, 3), torch.long),
-        "bwd_ids": ((2, 3), torch.long),
         "mask": ((2, 3), torch.bool),
         "reset": ((2,), torch.bool),
     }
     # row 1 reads `<S> th .`: the OOV word keeps its own characters, only its id is <UNK>
     expected = [word_to_char_ids(w) for w in ["<S>", "th", "."]]
-    assert batch["fwd_chars"][1].tolist() == expected
-    assert batch["bwd_chars"][1].tolist() == [word_to_char_ids(w) for w in ["</S>", ".", "th"]]
+    assert batch.fwd_chars[1].tolist() == expected
+    assert batch.bwd_chars[1].tolist() == [word_to_char_ids(w) for w in ["</S>", ".", "th"]]
 
 
 def test_sentence_order_partitions_each_epoch_across_ranks():
@@ -113,7 +132,7 @@ def test_order_depends_on_seed_and_epoch_only():
     assert order(0, 0).tolist() != list(range(1000))
 
 
-def fetched(vocab: list[str], batches: list[dict]) -> list[int]:
+def fetched(vocab: list[str], batches: list[Batch]) -> list[int]:
     """Sentence numbers of a `numbered_store` stream in the order rows fetched them.
 
     A fetch is an input `<S>`; its target is the sentence's first word `s{i}w0`. Batches read
@@ -121,8 +140,8 @@ def fetched(vocab: list[str], batches: list[dict]) -> list[int]:
     """
     out = []
     for batch in batches:
-        starts = (batch["fwd_ids"] == 0) & batch["mask"]
-        for target in batch["fwd_targets"][starts].tolist():
+        starts = (batch.fwd_chars == torch.tensor(BOS_CHAR_IDS)).all(dim=-1) & batch.mask
+        for target in batch.fwd_targets[starts].tolist():
             out.append(int(vocab[target][1:].split("w")[0]))
     return out
 
@@ -155,7 +174,7 @@ def test_resume_equals_uninterrupted_stream(tmp_path):
     for k in (1, 7, 13, 40):  # 40 is past the first epoch
         resumed = take(BatchStream(store, start_step=k, **kw), 60 - k)
         assert_same(resumed, full[k:])
-        assert not any(b["reset"].any() for b in resumed)
+        assert not any(b.reset.any() for b in resumed)
     with_workers = list(itertools.islice(loader(BatchStream(store, start_step=13, **kw), 2), 47))
     assert_same(with_workers, full[13:])
 
@@ -168,7 +187,10 @@ def test_same_inputs_same_bytes_and_seeds_differ(tmp_path):
 
     assert_same(first_batches(1), first_batches(1))
     a, b = first_batches(1), first_batches(2)
-    assert not all(torch.equal(x["fwd_ids"], y["fwd_ids"]) for x, y in zip(a, b, strict=True))
+    assert not all(
+        torch.equal(input_ids(x.fwd_chars, store), input_ids(y.fwd_chars, store))
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 def test_training_stream_rows_are_continuous(tmp_path):
@@ -177,8 +199,10 @@ def test_training_stream_rows_are_continuous(tmp_path):
     batches = take(BatchStream(store, batch_size=3, window=4, shuffle=False), 40)
     for row in range(3):
         for direction, first, last in (("fwd", 0, 1), ("bwd", 1, 0)):
-            inputs = torch.cat([b[f"{direction}_ids"][row] for b in batches]).tolist()
-            targets = torch.cat([b[f"{direction}_targets"][row] for b in batches]).tolist()
+            streams = [tensors(b) for b in batches]
+            chars = torch.cat([b[f"{direction}_chars"][row] for b in streams])  # (steps, 50)
+            inputs = input_ids(chars, store).tolist()
+            targets = torch.cat([b[f"{direction}_targets"][row] for b in streams]).tolist()
             assert inputs[0] == first  # forward reads <S> first, backward </S>
             for target, following in zip(targets[:-1], inputs[1:], strict=True):
                 # each target is the next input, except the sentence end, followed by a new start
@@ -212,7 +236,7 @@ def test_contiguous_mode_reads_each_part_in_order_every_epoch(tmp_path):
     for rank in (0, 1):
         batches = take(stream(rank), 80)  # more than two epochs of every row
         for row in range(3):
-            got = fetched(vocab, [{k: v[row : row + 1] for k, v in b.items()} for b in batches])
+            got = fetched(vocab, [one_row(b, row) for b in batches])
             part = list(parts[rank * 3 + row])
             assert got[: 2 * len(part)] == part + part
         assert_same(take(stream(rank, start_step=17), 20), batches[17:37])
@@ -255,24 +279,24 @@ def test_eval_counts_every_target_once(mode, world_size, tmp_path):
         assert len(batches) == len(stream)
         assert_same(batches, list(stream))
         per_rank.append(len(batches))
-        mask_total = sum(int(b["mask"].sum()) for b in batches)
+        mask_total = sum(int(b.mask.sum()) for b in batches)
         assert mask_total == stream.count_targets()
         counted += mask_total
-        assert batches[0]["reset"].all()
+        assert batches[0].reset.all()
         # each direction predicts every word and one </S> (forward) / <S> (backward) per sentence
-        words = sorted(t for b in batches for t in b["fwd_targets"][b["mask"]].tolist() if t > 2)
+        words = sorted(t for b in batches for t in b.fwd_targets[b.mask].tolist() if t > 2)
         assert words == sorted(
-            t for b in batches for t in b["bwd_ids"][b["mask"]].tolist() if t > 2
+            t for b in batches for t in input_ids(b.bwd_chars, store)[b.mask].tolist() if t > 2
         )
-        eos = sum(int((b["fwd_targets"][b["mask"]] == 1).sum()) for b in batches)
-        bos = sum(int((b["bwd_targets"][b["mask"]] == 0).sum()) for b in batches)
+        eos = sum(int((b.fwd_targets[b.mask] == 1).sum()) for b in batches)
+        bos = sum(int((b.bwd_targets[b.mask] == 0).sum()) for b in batches)
         if mode == "contiguous":
             n_sentences = sum(len(r) for r in stream._contiguous_rows(rank))
         else:
             n_sentences = len(SentenceOrder(41, shuffle=False, rank=rank, world_size=world_size))
         assert eos == bos == n_sentences
         for b in batches:  # padding is all zeros
-            assert not b["fwd_chars"][~b["mask"]].any() and not b["bwd_targets"][~b["mask"]].any()
+            assert not b.fwd_chars[~b.mask].any() and not b.bwd_targets[~b.mask].any()
     assert counted == store.n_tokens + store.n_sentences
     assert len(set(per_rank)) == 1
 
@@ -286,8 +310,8 @@ def test_eval_stream_pads_ranks_with_fewer_sentences(tmp_path):
     lengths = {len(s) for s in streams}
     assert len(lengths) == 1
     empty = list(streams[3])  # rank 3 has no sentence: only all-padding batches
-    assert len(empty) == len(streams[3]) and not any(b["mask"].any() for b in empty)
-    assert empty[0]["fwd_chars"].shape == (2, 4, 50)
+    assert len(empty) == len(streams[3]) and not any(b.mask.any() for b in empty)
+    assert empty[0].fwd_chars.shape == (2, 4, 50)
 
 
 def test_sentence_mode_padding_and_cuts(tmp_path):
@@ -296,20 +320,20 @@ def test_sentence_mode_padding_and_cuts(tmp_path):
     stream = BatchStream(store, batch_size=3, mode="sentence", shuffle=False, max_sentence_tokens=4)
     first, second = take(stream, 2)
     # rows: `a a` (3 positions), `b`'s first 4 positions, its next 4
-    assert first["fwd_ids"].tolist() == [[0, 3, 3, 0], [0, 4, 4, 4], [4, 4, 4, 4]]
-    assert first["fwd_targets"].tolist() == [[3, 3, 1, 0], [4, 4, 4, 4], [4, 4, 4, 4]]
-    assert first["mask"].tolist() == [[True] * 3 + [False], [True] * 4, [True] * 4]
-    assert not first["fwd_chars"][0, 3].any() and not first["bwd_chars"][0, 3].any()
-    assert first["bwd_ids"][0].tolist() == [1, 3, 3, 0]
-    assert first["bwd_targets"][0].tolist() == [3, 3, 0, 0]
+    assert input_ids(first.fwd_chars, store).tolist() == [[0, 3, 3, 0], [0, 4, 4, 4], [4, 4, 4, 4]]
+    assert first.fwd_targets.tolist() == [[3, 3, 1, 0], [4, 4, 4, 4], [4, 4, 4, 4]]
+    assert first.mask.tolist() == [[True] * 3 + [False], [True] * 4, [True] * 4]
+    assert not first.fwd_chars[0, 3].any() and not first.bwd_chars[0, 3].any()
+    assert input_ids(first.bwd_chars, store)[0].tolist() == [1, 3, 3, 0]
+    assert first.bwd_targets[0].tolist() == [3, 3, 0, 0]
     # the last 2 positions of `b` (predicting its last word, then </S>), `c`, then `a a` again
-    assert second["fwd_ids"].tolist() == [[4, 4, 0], [0, 5, 0], [0, 3, 3]]
-    assert second["fwd_targets"].tolist() == [[4, 1, 0], [5, 1, 0], [3, 3, 1]]
-    assert second["bwd_ids"][:2].tolist() == [[4, 4, 0], [1, 5, 0]]
-    assert second["bwd_targets"][:2].tolist() == [[4, 0, 0], [5, 0, 0]]
-    assert first["reset"].all() and second["reset"].all()
+    assert input_ids(second.fwd_chars, store).tolist() == [[4, 4, 0], [0, 5, 0], [0, 3, 3]]
+    assert second.fwd_targets.tolist() == [[4, 1, 0], [5, 1, 0], [3, 3, 1]]
+    assert input_ids(second.bwd_chars, store)[:2].tolist() == [[4, 4, 0], [1, 5, 0]]
+    assert second.bwd_targets[:2].tolist() == [[4, 0, 0], [5, 0, 0]]
+    assert first.reset.all() and second.reset.all()
     for batch in (first, second):
-        assert not (batch["fwd_targets"][~batch["mask"]]).any()
+        assert not (batch.fwd_targets[~batch.mask]).any()
 
 
 def test_pickled_stream_reopens_the_store(tmp_path):

@@ -11,8 +11,9 @@ from elmo_train.data.tokenizer import (
     encode_sentences,
     make_tokenizer,
 )
+from elmo_train.data.vocab_builder import build_vocabulary
 from elmo_train.errors import UserError
-from elmo_train.vocab import SPECIALS, Vocabulary, build_vocabulary
+from elmo_train.formats.vocab_file import SPECIALS, Vocabulary
 
 CORPUS = [
     "the cat sat on the mat .",

@@ -1,8 +1,11 @@
+import dataclasses
+
 import pytest
 import torch
 
-from elmo_train.chars import batch_to_ids
+from elmo_train.model.batch import Batch
 from elmo_train.model.bilm import BiLM, LanguageModel, reverse_padded
+from elmo_train.model.chars import batch_to_ids, with_boundaries
 from elmo_train.model.config import preset
 
 
@@ -14,7 +17,7 @@ def bilm() -> BiLM:
 
 
 def test_activations_layout(bilm):
-    out = bilm(batch_to_ids([["a", "bank", "loan"], ["river"]]))
+    out = bilm(batch_to_ids(with_boundaries([["a", "bank", "loan"], ["river"]])))
     P = bilm.config.lstm.projection_dim
     assert len(out.activations) == bilm.n_layers + 1
     assert all(a.shape == (2, 5, 2 * P) for a in out.activations)
@@ -30,21 +33,23 @@ def test_no_peeking_across_directions(bilm):
     t = 4  # position in the char-id tensor (index 0 is <S>)
     changed = words[: t - 1] + ["zz" + w for w in words[t - 1 :]]  # positions >= t differ
     P = bilm.config.lstm.projection_dim
-    a = bilm(batch_to_ids([words])).activations
-    b = bilm(batch_to_ids([changed])).activations
+    a = bilm(batch_to_ids(with_boundaries([words]))).activations
+    b = bilm(batch_to_ids(with_boundaries([changed]))).activations
     for layer in range(1, len(a)):
         torch.testing.assert_close(a[layer][0, :t, :P], b[layer][0, :t, :P])  # forward
         assert not torch.allclose(a[layer][0, t:, :P], b[layer][0, t:, :P])
     early = ["my"] + words[1:]  # change the first word: backward states after it are unchanged
-    c = bilm(batch_to_ids([early])).activations
+    c = bilm(batch_to_ids(with_boundaries([early]))).activations
     for layer in range(1, len(a)):
         torch.testing.assert_close(a[layer][0, 2:, P:], c[layer][0, 2:, P:])  # backward
         assert not torch.allclose(a[layer][0, :2, P:], c[layer][0, :2, P:])
 
 
 def test_padding_does_not_change_a_sentence(bilm):
-    alone = bilm(batch_to_ids([["short", "one"]])).activations[-1][0, :4]
-    padded = bilm(batch_to_ids([["short", "one"], ["a", "much", "longer", "second", "row"]]))
+    alone = bilm(batch_to_ids(with_boundaries([["short", "one"]]))).activations[-1][0, :4]
+    padded = bilm(
+        batch_to_ids(with_boundaries([["short", "one"], ["a", "much", "longer", "second", "row"]]))
+    )
     torch.testing.assert_close(padded.activations[-1][0, :4], alone)
 
 
@@ -57,7 +62,7 @@ def test_forward_only_model():
     config = preset("tiny")
     config.bidirectional = False
     bilm = BiLM(config).eval()
-    out = bilm(batch_to_ids([["a", "b"]]))
+    out = bilm(batch_to_ids(with_boundaries([["a", "b"]])))
     assert out.activations[-1].shape[-1] == config.lstm.projection_dim
 
 
@@ -66,20 +71,20 @@ def test_kim_language_model_has_no_elmo_layers():
     batch = _batch()
     assert torch.isfinite(lm(batch).loss)  # the language model runs
     with pytest.raises(ValueError, match="projection=false"):
-        lm.bilm(batch["fwd_chars"])  # but the token layer is 525 wide, the LSTM's 300
+        lm.bilm(batch.fwd_chars)  # but the token layer is 525 wide, the LSTM's 300
 
 
 def _batch(B=3, T=5, V=20):
     words = [[f"w{(i * 7 + t) % V}" for t in range(T)] for i in range(B)]
-    chars = batch_to_ids(words)[:, 1:-1]  # (B, T, 50) without the sentence boundaries
-    return {
-        "fwd_chars": chars,
-        "fwd_targets": torch.randint(0, V, (B, T)),
-        "bwd_chars": chars.flip(1),
-        "bwd_targets": torch.randint(0, V, (B, T)),
-        "mask": torch.ones(B, T, dtype=torch.bool),
-        "reset": torch.zeros(B, dtype=torch.bool),
-    }
+    chars = batch_to_ids(words)  # (B, T, 50)
+    return Batch(
+        fwd_chars=chars,
+        fwd_targets=torch.randint(0, V, (B, T)),
+        bwd_chars=chars.flip(1),
+        bwd_targets=torch.randint(0, V, (B, T)),
+        mask=torch.ones(B, T, dtype=torch.bool),
+        reset=torch.zeros(B, dtype=torch.bool),
+    )
 
 
 def test_language_model_loss_is_mean_of_directions_and_masks_padding():
@@ -89,10 +94,10 @@ def test_language_model_loss_is_mean_of_directions_and_masks_padding():
     out = lm(batch)
     assert torch.isclose(out.loss, (out.nll[0] + out.nll[1]) / 2)
     assert out.n_targets == 15
-    masked = dict(batch, mask=batch["mask"].clone())
-    masked["mask"][:, 3:] = False
-    changed = dict(masked, fwd_targets=batch["fwd_targets"].clone())
-    changed["fwd_targets"][:, 3:] = 0  # targets under the mask do not matter
+    masked = dataclasses.replace(batch, mask=batch.mask.clone())
+    masked.mask[:, 3:] = False
+    changed = dataclasses.replace(masked, fwd_targets=batch.fwd_targets.clone())
+    changed.fwd_targets[:, 3:] = 0  # targets under the mask do not matter
     assert torch.isclose(lm(masked).nll[0], lm(changed).nll[0])
     assert lm(masked).n_targets == 9
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from elmo_train.chars import PADDING_CHAR, batch_to_ids
 from elmo_train.model.char_encoder import CharEncoder
+from elmo_train.model.chars import PADDING_CHAR, batch_to_ids
 from elmo_train.model.config import CharCNNConfig
 
 

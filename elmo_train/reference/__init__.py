@@ -1,0 +1,1 @@
+"""Independent re-implementations and workloads that check ours: parity tests and benchmarks."""
