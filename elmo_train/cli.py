@@ -20,6 +20,10 @@ COMMANDS = {
     "embed": "write contextual embeddings of each line to HDF5 (bilm-tf dump_bilm_embeddings layout)",
     "similar": "show which occurrences of a word have the nearest contextual vectors, per layer",
     "probe": "per-layer intrinsic probes: word sense (wsd) and part of speech (pos)",
+    "tag": "train a BiLSTM-CRF sequence tagger on frozen biLM features, or tag text with one",
+    "visualize": "per-layer 2-D maps of a word's contexts, with how well each layer separates senses",
+    "plot": "training curves of a run (validation and test perplexity, learning rate)",
+    "bias": "a contextual association test (WEAT/CEAT) per layer of a biLM",
 }
 
 

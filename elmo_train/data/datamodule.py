@@ -10,8 +10,6 @@ the batches consumed, and rank 0's checkpoint is enough for every rank.
 import hashlib
 import json
 import os
-import signal
-import threading
 import warnings
 from functools import partial
 from pathlib import Path
@@ -26,6 +24,7 @@ from elmo_train.data.store import CorpusStore
 from elmo_train.data.stream import MODES, BatchStream, training_rows
 from elmo_train.data.tokenizer import TOKENIZERS, make_tokenizer
 from elmo_train.data.vocab_builder import build_vocabulary
+from elmo_train.data.workers import ignore_sigterm_unless_from
 from elmo_train.errors import UserError
 from elmo_train.formats.vocab_file import Vocabulary
 
@@ -33,29 +32,6 @@ SPLITS = ("train", "valid", "test")
 
 # Evaluation streams define an exact `__len__` that already accounts for ranks and workers.
 warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
-
-
-def ignore_sigterm_unless_from(main_pid: int, worker_id: int) -> None:
-    """DataLoader `worker_init_fn` (bound to the main process's pid): only it stops a worker.
-
-    Schedulers send SIGTERM to every process of a job (SLURM), and `pkill -f` or
-    `kill -- -PGID` reach the workers too. A worker killed that way makes the main process raise
-    "DataLoader worker killed by signal" wherever it is, even inside the SIGTERM checkpoint's
-    `torch.save`. Ignoring SIGTERM outright would hang the exit after an exception, when
-    multiprocessing terminates and joins the workers, so a SIGTERM from `main_pid` still ends one.
-    """
-    if not hasattr(signal, "sigwaitinfo"):  # not on macOS: workers keep the default
-        return
-    # Blocked before the worker starts any other thread, so all its threads inherit the mask and
-    # the signal waits for `sigwaitinfo`, which tells who sent it.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-
-    def exit_when_main_asks() -> None:
-        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != main_pid:
-            pass
-        os._exit(0)
-
-    threading.Thread(target=exit_when_main_asks, daemon=True).start()
 
 
 class ElmoDataModule(L.LightningDataModule):

@@ -382,13 +382,9 @@ def format_table(result: ProbeResult) -> str:
 
 def plot(result: ProbeResult, path: str | Path) -> Path:
     """A bar per layer, a dashed line per baseline; written with the Agg canvas (no display)."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UserError(
-            "--plot needs matplotlib: pip install 'elmo-train[plots]' (or drop --plot)"
-        ) from None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure = Figure(figsize=(1.6 + 1.2 * len(result.accuracies), 3.6))
