@@ -2,6 +2,7 @@
 
 Every subcommand module exposes `add_arguments(parser)` and `run(args)`; only the module of
 the command being run is imported. `elmo train` hands all its arguments to Hydra.
+Nothing here imports torch: `main` sets OpenMP's environment before it loads.
 """
 
 import argparse
@@ -9,6 +10,7 @@ import importlib
 import importlib.util
 import sys
 
+from elmo_train import runtime
 from elmo_train.errors import UserError
 
 COMMANDS = {
@@ -22,7 +24,7 @@ COMMANDS = {
     "probe": "per-layer intrinsic probes: word sense (wsd) and part of speech (pos)",
     "tag": "train a BiLSTM-CRF sequence tagger on frozen biLM features, or tag text with one",
     "visualize": "per-layer 2-D maps of a word's contexts, with how well each layer separates senses",
-    "plot": "training curves of a run (validation and test perplexity, learning rate)",
+    "plot": "a run's training curves (validation and test perplexity), or a tagger's scalar-mix weights",
     "bias": "a contextual association test (WEAT/CEAT) per layer of a biLM",
 }
 
@@ -42,6 +44,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    runtime.prefer_passive_wait()  # read by torch's OpenMP when torch loads
+    runtime.compile_cache_per_capability()
     try:
         if argv and argv[0] == "train":
             # Hydra parses sys.argv itself (overrides, -m, --cfg). Lightning's DDP launcher
@@ -59,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.command is None:
             build_parser().print_help()
             raise SystemExit(2)
-        importlib.import_module(f"elmo_train.commands.{args.command}").run(args)
+        module = importlib.import_module(f"elmo_train.commands.{args.command}")
+        runtime.quiet_warnings()
+        runtime.set_threads("auto", workers=max(0, getattr(args, "num_workers", 0)))
+        module.run(args)
     except UserError as error:
         print(f"elmo: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

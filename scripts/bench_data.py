@@ -32,10 +32,11 @@ def peak_rss_mb() -> float:
 
 def measure(args: argparse.Namespace) -> dict:
     """One configuration, in this (fresh) process."""
+    from elmo_train.config import DataConfig
     from elmo_train.data.datamodule import ElmoDataModule
 
     (workers,) = args.workers
-    dm = ElmoDataModule(
+    config = DataConfig(
         train=args.corpus,
         vocab=args.vocab,
         batch_size=args.batch_size,
@@ -44,6 +45,7 @@ def measure(args: argparse.Namespace) -> dict:
         cache_dir=args.cache_dir,
         num_proc=1,
     )
+    dm = ElmoDataModule(config)
     dm.setup("fit")
     dm.load_state_dict({"batches_consumed": args.start_step})
     started = time.perf_counter()

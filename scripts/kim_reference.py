@@ -130,12 +130,12 @@ class KimLM(nn.Module):
         # Each distinct word of the batch once (the same values and gradients, fewer convolutions).
         unique, inverse = torch.unique(words, return_inverse=True)
         if self.variant == "our_char_cnn":
-            return self.encoder(self.chars[unique])[inverse]
+            return _gather(self.encoder(self.chars[unique]), inverse)
         x = self.embedding(self.chars[unique]).transpose(1, 2)  # (U, 15, L)
         h = torch.cat([torch.tanh(conv(x).amax(-1)) for conv in self.convs], dim=-1)
         gate = torch.sigmoid(self.gate(h))
         h = gate * F.relu(self.transform(h)) + (1 - gate) * h  # (U, 525)
-        return h[inverse]  # (B, T, 525)
+        return _gather(h, inverse)  # (B, T, 525)
 
     def forward(self, words: torch.Tensor, state):
         x = self.projection(self.tokens(words))  # (B, T, 525 or 300)
@@ -194,9 +194,11 @@ def train(
     seed: int = 0,
     rows: int = 20,
     test: bool = False,
+    lr: float = 1.0,
 ) -> list[float]:
     """Kim's training loop; prints and returns the validation perplexity after each epoch, and
-    with `test` the final model's test perplexity (`main.lua`'s `eval_split(3)`)."""
+    with `test` the final model's test perplexity (`main.lua`'s `eval_split(3)`). `lr`: the
+    starting learning rate (Kim's is 1)."""
     torch.manual_seed(seed)
     train_tokens, valid_tokens = read_tokens(data / "train.txt"), read_tokens(data / "valid.txt")
     words = sorted(set(train_tokens))
@@ -207,7 +209,7 @@ def train(
         model = OurLM(words, zero_padding=variant == "our_model_zero_padding")
     else:
         model = KimLM(words, variant)
-    lr, state, history = 1.0, None, []
+    state, history = None, []
     start = time.perf_counter()
     for step in range(epochs * len(train_batches)):
         inputs, targets = train_batches[step % len(train_batches)]
@@ -237,6 +239,11 @@ def train(
         test_split = single_stream_batches(read_tokens(data / "test.txt"), index, window=35)
         print(f"test ppl {perplexity(model, test_split):.2f}", flush=True)
     return history
+
+
+def _gather(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`rows[index]` with a backward that sums repeats in a fixed order (indexing's does not)."""
+    return rows.index_select(0, index.reshape(-1)).view(*index.shape, rows.shape[-1])
 
 
 def main() -> None:

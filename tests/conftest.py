@@ -15,12 +15,15 @@ os.environ["OMP_NUM_THREADS"] = "1"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from elmo_train import runtime  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "bilm-tf"
 
 
 torch.set_num_threads(1)
+runtime.compile_cache_per_capability()  # the suite runs under several ATEN_CPU_CAPABILITY values
 
 
 @pytest.fixture(autouse=True)

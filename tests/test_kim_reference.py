@@ -89,15 +89,17 @@ def test_our_model_variant_scores_what_our_language_model_scores(zero_padding):
     torch.testing.assert_close(F.cross_entropy(logits.flatten(0, 1), targets.flatten()), expected)
 
 
-@pytest.mark.parametrize(
-    ("variant", "epochs", "drop"), [("our_char_cnn", 5, 4), ("our_model", 3, 1.4)]
-)
-def test_training_lowers_validation_perplexity(tmp_path, variant, epochs, drop):
-    line = " ".join(WORDS) + "\n"  # nearly every next word is determined by the last two
+@pytest.mark.parametrize(("variant", "epochs"), [("our_char_cnn", 6), ("our_model", 5)])
+def test_training_lowers_validation_perplexity(tmp_path, variant, epochs):
+    line = " ".join(WORDS) + "\n"  # nearly every next word is determined by the last one or two
     (tmp_path / "train.txt").write_text(line * 200)
     (tmp_path / "valid.txt").write_text(line * 40)
-    history = kim_reference.train(tmp_path, variant, epochs=epochs, rows=4)
-    assert len(history) == epochs and history[-1] < min(history[0] / drop, 12.0)
+    # Any CPU: at lr 0.5 (Kim's 1 is chaotic here: 11.6-16.3 after 3 epochs across kernels) the
+    # final figure spread 1.664-1.670 (our_char_cnn) and 2.479-2.480 (our_model) over AVX-512,
+    # AVX2 and scalar ATen kernels, MKL_CBWR=COMPATIBLE, oneDNN AVX2, 1 and 2 threads. A model
+    # blind to its input words stays near 10 (word frequencies alone).
+    history = kim_reference.train(tmp_path, variant, epochs=epochs, rows=4, lr=0.5)
+    assert len(history) == epochs and history[-1] < 5.0
 
 
 def test_with_zero_padding_our_char_cnn_computes_kims_token_embeddings():

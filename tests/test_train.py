@@ -2,17 +2,20 @@
 
 import csv
 import dataclasses
+import logging
+import math
 import os
+import re
+import shutil
 import signal
+import stat
 import time
 from pathlib import Path
 
-import hydra
 import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 from train_helpers import (
     compose_train_config,
@@ -21,13 +24,15 @@ from train_helpers import (
     train_subprocess,
 )
 
-from elmo_train.config import config_dir
+from elmo_train.config import DataConfig, config_dir
+from elmo_train.data.datamodule import ElmoDataModule
 from elmo_train.errors import UserError
+from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.chars import PADDING_CHAR
-from elmo_train.train import train
+from elmo_train.train import _world_size, train
 from elmo_train.training.callbacks import RunProgressBar, StepCheckpoint
-from elmo_train.training.checkpoint import AtomicCheckpointIO
 from elmo_train.training.module import BiLMModule
+from elmo_train.training.preemption import Stopped
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
 
@@ -150,7 +155,7 @@ def test_kim_steps_are_plain_clipped_sgd_on_the_row_summed_loss(
     trained = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
     L.seed_everything(cfg.seed)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = ElmoDataModule(DataConfig.from_config(cfg.data))
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = BiLMModule(
@@ -188,7 +193,7 @@ def test_every_experiment_runs_two_steps(experiment, corpus, cache, tmp_path):
         init = tmp_path / "init"
         pretrain = compose_train_config(fast_overrides(corpus, init, cache))
         train(pretrain)
-        overrides.append(f"init.model={init / 'model'}")
+        overrides += [f"init.model={init / 'model'}", "callbacks.softmax_warmup.steps=1"]
     cfg = compose_train_config(overrides + fast_overrides(corpus, tmp_path, cache))
     assert cfg.trainer.accelerator == "cpu"
     results = train(cfg)
@@ -243,22 +248,6 @@ def test_misspelled_key_is_an_error(corpus, cache, tmp_path):
         compose_train_config(["model.lstm.dimm=3", *fast_overrides(corpus, tmp_path, cache)])
 
 
-def test_atomic_checkpoint_keeps_previous_file_when_a_write_fails(tmp_path, monkeypatch):
-    io = AtomicCheckpointIO()
-    path = tmp_path / "last.ckpt"
-    io.save_checkpoint({"step": 1}, path)
-
-    def crash(obj, f):
-        f.write(b"partial")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
-        io.save_checkpoint({"step": 2}, path)
-    monkeypatch.undo()
-    assert torch.load(path, weights_only=True) == {"step": 1}
-
-
 def _column(run_dir: Path, name: str) -> dict[int, float]:
     """`name` per step from the run's metrics.csv (each step at most once)."""
     with open(run_dir / "logs" / "metrics.csv") as f:
@@ -303,6 +292,22 @@ def test_resume_from_step_checkpoints_continues_the_same_run(corpus, cache, tmp_
         assert _column(resumed, "val/ppl") == pytest.approx(
             {s: ppl[s] for s in ppl if s >= start}, rel=1e-6
         )
+
+
+def test_resume_from_a_step_checkpoint_is_exact_with_kims_zeroed_padding_row(
+    corpus, cache, tmp_path
+):
+    # Kim's loop zeroes the padding character's row after every update; a checkpoint written at
+    # the end of the batch must hold the zeroed row, or the resumed steps differ.
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=4), "experiment=kim_ptb_small",
+              "trainer=cpu", "checkpoint_every=2", "callbacks.model_checkpoint.save_top_k=-1",
+              "export=false", "test=false", "callbacks.progress_bar=null"]  # fmt: skip
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    train(compose_train_config([*common, f"run_dir={whole}"]))
+    checkpoint = whole / "checkpoints" / "step_0000002.ckpt"
+    train(compose_train_config([*common, f"run_dir={resumed}", f"resume={checkpoint}"]))
+    loss = _column(whole, "train/loss")
+    assert _column(resumed, "train/loss") == {step: loss[step] for step in (2, 3)}
 
 
 def test_resume_with_other_model_options_names_them(corpus, cache, tmp_path):
@@ -363,7 +368,7 @@ def test_sigterm_stops_after_the_step_or_validation_with_its_checkpoint(
 
     with monkeypatch.context() as patch:
         patch.setattr(StepCheckpoint, hook, preempt)
-        with pytest.raises(SIGTERMException):
+        with pytest.raises(Stopped, match=f"stopped by SIGTERM after step {step}"):
             train(compose_train_config([*common, f"run_dir={tmp_path / 'stopped'}"]))
     saved = sorted(p.name for p in (tmp_path / "stopped" / "checkpoints").glob("*.ckpt"))
     assert saved == ["last.ckpt", f"step_{step:07d}.ckpt"]
@@ -395,7 +400,8 @@ def test_sigterm_from_outside_exits_143_with_a_checkpoint_to_resume(
         run.send_signal(signal.SIGTERM)
     output = run.communicate(timeout=600)[0]
     assert run.returncode == 143, output
-    assert "elmo: stopped by SIGTERM; continue with resume=true" in output
+    assert "elmo: stopped by SIGTERM after step " in output
+    assert "; continue with resume=true" in output
     assert "Traceback" not in output
     assert list((tmp_path / "checkpoints").glob("step_*.ckpt")), output
     assert not list((tmp_path / "checkpoints").glob("*.partial")), output
@@ -429,3 +435,303 @@ def test_ddp_two_cpu_processes_see_disjoint_data_and_end_identical(corpus, cache
         for a in audits
     ]
     assert seen[0] and seen[1] and not seen[0] & seen[1]
+
+
+# --- interruptions, damaged files, diverging runs ------------------------------------------
+
+
+def poison(monkeypatch, steps: set[int]) -> None:
+    """Give training steps `steps` (1-based) a NaN loss and gradients, as an overflow would."""
+    current = {}
+    training_step, forward = BiLMModule.training_step, LanguageModel.forward
+
+    def step(module, batch, batch_idx):
+        current["step"] = module.global_step + 1
+        return training_step(module, batch, batch_idx)
+
+    def nan_forward(lm, batch, state=None):
+        out = forward(lm, batch, state)
+        if lm.training and current.pop("step", None) in steps:
+            out = dataclasses.replace(out, nll=[nll * float("nan") for nll in out.nll])
+        return out
+
+    monkeypatch.setattr(BiLMModule, "training_step", step)
+    monkeypatch.setattr(LanguageModel, "forward", nan_forward)
+
+
+def _saved_steps(run_dir: Path) -> list[int]:
+    return sorted(int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("step_*.ckpt"))
+
+
+def test_a_nonfinite_step_stops_training_naming_it_and_the_last_good_checkpoint(
+    corpus, cache, tmp_path, monkeypatch
+):
+    poison(monkeypatch, {5})
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=10), "checkpoint_every=2",
+              "callbacks.model_checkpoint.save_top_k=-1", "test=false"]  # fmt: skip
+    with pytest.raises(UserError) as error:
+        train(compose_train_config(common))
+    assert str(error.value).startswith("step 5: the loss or gradient norm is not finite")
+    assert "last good checkpoint is step 4: resume=true" in str(error.value)
+    assert _saved_steps(tmp_path) == [2, 4]  # nothing written after the bad step
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert not (tmp_path / "model").exists()
+
+
+def test_skipped_nonfinite_steps_change_nothing_and_are_counted(
+    corpus, cache, tmp_path, monkeypatch
+):
+    poison(monkeypatch, {3})
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=5), "checkpoint_every=1",
+              "callbacks.model_checkpoint.save_top_k=-1", "skip_nonfinite_steps=1",
+              "export=false", "test=false"]  # fmt: skip
+    results = train(compose_train_config(common))
+    assert results["valid"]["ppl"] > 1
+    saved = {s: torch.load(tmp_path / "checkpoints" / f"step_{s:07d}.ckpt", weights_only=True)
+             for s in (2, 3, 4)}  # fmt: skip
+    for name, before in saved[2]["state_dict"].items():  # the bad step 3 moved nothing
+        assert torch.equal(saved[3]["state_dict"][name], before), name
+    assert str(saved[3]["optimizer_states"]) == str(saved[2]["optimizer_states"])
+    assert not torch.equal(saved[4]["state_dict"]["lm.output.weight"],
+                           saved[3]["state_dict"]["lm.output.weight"])  # fmt: skip
+    counts = _column(tmp_path, "train/nonfinite_steps")
+    assert (counts[1], counts[2], counts[4]) == (0, 1, 1)
+    assert math.isnan(_column(tmp_path, "train/loss")[2])
+
+
+def test_the_last_step_is_always_checkpointed(corpus, cache, tmp_path):
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=3), "checkpoint_every=2",
+              "export=false", "test=false"]  # fmt: skip
+    train(compose_train_config(common))
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+
+
+def test_a_copied_run_directory_resumes_from_its_newest_step_without_v1_copies(
+    corpus, cache, tmp_path
+):
+    common = [*fast_overrides(corpus, tmp_path / "a", cache, steps=4), "checkpoint_every=2",
+              "export=false", "test=false"]  # fmt: skip
+    train(compose_train_config(common))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    copy = [f"run_dir={tmp_path / 'b'}", "resume=true"]
+    train(compose_train_config([*common, *copy, "trainer.max_steps=6"]))
+    names = sorted(p.name for p in (tmp_path / "b" / "checkpoints").glob("*.ckpt"))
+    assert names == ["last.ckpt", "step_0000004.ckpt", "step_0000006.ckpt"]  # the resumed one kept
+    train(compose_train_config([*common, *copy, "trainer.max_steps=8"]))
+    assert _saved_steps(tmp_path / "b")[-1] == 8
+    assert sorted(_column(tmp_path / "b", "train/loss")) == list(range(8))
+
+
+def test_resume_auto_skips_damaged_checkpoints_and_says_which(corpus, cache, tmp_path, caplog):
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=6), "checkpoint_every=2",
+              "callbacks.model_checkpoint.save_top_k=-1", "export=false", "test=false"]  # fmt: skip
+    train(compose_train_config(common))
+    checkpoints = tmp_path / "checkpoints"
+    for name in ("last.ckpt", "step_0000006.ckpt"):
+        data = bytearray((checkpoints / name).read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 2048] = os.urandom(2048)
+        (checkpoints / name).write_bytes(data)
+    with pytest.raises(UserError, match=r"last\.ckpt: damaged: its sha256 differs"):
+        train(compose_train_config([*common, "resume=true", "trainer.max_steps=8"]))
+    caplog.set_level(logging.INFO)
+    train(compose_train_config([*common, "resume=auto", "trainer.max_steps=8"]))
+    out = caplog.text
+    assert "skipped last.ckpt (damaged: its sha256 differs from last.ckpt.sha256)" in out
+    assert f"init: resumed from {checkpoints / 'step_0000004.ckpt'}" in out
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["random_bytes", "truncated"])
+def test_resuming_a_damaged_last_checkpoint_is_one_line_and_exit_2(damage, corpus, cache, tmp_path):
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=2), "export=false", "test=false"]
+    train(compose_train_config(common))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    data = bytearray(last.read_bytes())
+    if damage == "truncated":
+        del data[len(data) // 2 :]
+    else:
+        data[len(data) // 2 : len(data) // 2 + 2048] = os.urandom(2048)
+    last.write_bytes(data)
+    run = train_subprocess([*common, "resume=true", "trainer.max_steps=4"], cwd=tmp_path)
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("elmo: error:")]
+    assert len(errors) == 1 and f"{last}: damaged" in errors[0], output
+    assert "Traceback" not in output and "PytorchStreamReader" not in output
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("checkpoint_every=0", "checkpoint_every=0: use 1 or more"),
+        ("val_every=0", "val_every=0: use 1 or more"),
+        ("epochs=-1", "epochs=-1.0: use a positive number"),
+        ("skip_nonfinite_steps=-1", "skip_nonfinite_steps=-1: use 0 or more"),
+        ("optimizer.lr=-1", "optimizer.lr must be positive"),
+        ("trainer.max_steps=-1", "set epochs=N or trainer.max_steps=N"),
+    ],
+)
+def test_bad_top_level_values_are_one_line(override, message, corpus, cache, tmp_path):
+    overrides = [*fast_overrides(corpus, tmp_path, cache), override]
+    if override.startswith("trainer.max_steps"):
+        overrides.append("epochs=null")
+    with pytest.raises(UserError, match=re.escape(message)):
+        train(compose_train_config(overrides))
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything ran
+
+
+def test_the_trainer_is_built_with_the_run_length_in_steps(corpus, cache, tmp_path, monkeypatch):
+    built = {}
+    init = L.Trainer.__init__
+
+    def recording_init(trainer, *args, **kwargs):
+        built.update(kwargs)
+        init(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "__init__", recording_init)
+    overrides = ["trainer.max_steps=-1", "epochs=0.03", "export=false", "test=false"]
+    cfg = compose_train_config([*fast_overrides(corpus, tmp_path, cache), *overrides])
+    train(cfg)
+    datamodule = ElmoDataModule(DataConfig.from_config(cfg.data))
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    steps_per_epoch = datamodule.train_stream(world_size=1).steps_per_epoch
+    assert built["max_steps"] == math.ceil(0.03 * steps_per_epoch) > 1
+    assert built["val_check_interval"] == steps_per_epoch
+
+
+@pytest.mark.parametrize(
+    ("trainer", "world_size"),
+    [
+        ({"accelerator": "cpu", "devices": 1}, 1),
+        ({"accelerator": "cpu", "devices": 2, "num_nodes": 1}, 2),
+        ({"accelerator": "cpu", "devices": "auto"}, 1),
+        ({"accelerator": "gpu", "devices": [0, 1], "num_nodes": 2}, 4),
+        ({"accelerator": "gpu", "devices": "0,1,2"}, 3),
+        ({"accelerator": "gpu", "devices": "8", "num_nodes": 2}, 16),
+    ],
+)
+def test_world_size_is_read_from_the_trainer_arguments(trainer, world_size):
+    assert _world_size(trainer) == world_size
+
+
+def test_a_second_ctrl_c_aborts_at_once(corpus, cache, tmp_path, monkeypatch):
+    hook_before = StepCheckpoint.on_train_batch_start
+
+    def impatient(callback, trainer, *args):
+        if trainer.global_step == 3:  # inside step 4
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the first: finish the step
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the second: now
+        hook_before(callback, trainer, *args)
+
+    monkeypatch.setattr(StepCheckpoint, "on_train_batch_start", impatient)
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=8), "checkpoint_every=2",
+              "callbacks.progress_bar=null"]  # fmt: skip
+    with pytest.raises(Stopped, match="aborted by SIGINT") as stop:
+        train(compose_train_config(common))
+    assert stop.value.step is None
+    assert _saved_steps(tmp_path) == [2]  # step 4 was not saved
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_the_step_saves_it_and_exits_130(corpus, cache, tmp_path):
+    # Ctrl-C signals the whole foreground process group: the DataLoader worker too.
+    overrides = [
+        o for o in fast_overrides(corpus, tmp_path, cache, steps=200) if "num_workers" not in o
+    ]
+    common = [*overrides, "data.num_workers=1", "checkpoint_every=1000", f"run_dir={tmp_path}",
+              "export=false", "test=false"]  # fmt: skip
+    run = train_subprocess(common, cwd=tmp_path, start_new_session=True)
+    metrics = tmp_path / "logs" / "metrics.csv"
+    _wait_while_running(run, lambda: metrics.exists() and len(metrics.read_text().splitlines()) > 4)
+    os.killpg(run.pid, signal.SIGINT)
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode == 130, output
+    assert "elmo: stopped by SIGINT after step " in output
+    assert "; continue with resume=true" in output
+    assert "Traceback" not in output
+    assert _saved_steps(tmp_path), output
+    with pytest.raises(ProcessLookupError):  # the worker is gone too
+        os.killpg(run.pid, 0)
+    resumed = train_subprocess([*common, "resume=true"], cwd=tmp_path)
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    assert sorted(_column(tmp_path, "train/loss")) == list(range(200))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["run_dir", "hydra.run.dir", "a_file"])
+def test_an_unusable_run_directory_is_one_line_and_exit_2(where, corpus, cache, tmp_path):
+    (tmp_path / "taken").write_text("a file, not a directory\n")
+    overrides = [o for o in fast_overrides(corpus, tmp_path, cache) if "run_dir" not in o]
+    target = {
+        "run_dir": "run_dir=/proc/elmo-test/run",
+        "hydra.run.dir": "hydra.run.dir=/proc/elmo-test/run",
+        "a_file": f"run_dir={tmp_path / 'taken'}",
+    }[where]
+    run = train_subprocess([*overrides, target], cwd=tmp_path)
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode == 2, output
+    assert output.strip().splitlines()[-1].startswith("elmo: error: "), output
+    assert ("/proc/elmo-test/run" if where != "a_file" else "is a file") in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_checkpoints_and_the_model_directory_follow_the_umask(corpus, cache, tmp_path):
+    run = train_subprocess(
+        [*fast_overrides(corpus, tmp_path / "run", cache), "test=false"],
+        cwd=tmp_path,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode == 0, output
+    for directory in ("checkpoints", "model"):
+        path = tmp_path / "run" / directory
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755, path
+        files = list(path.iterdir())
+        assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o644 for f in files), [
+            (f.name, oct(f.stat().st_mode)) for f in files
+        ]
+    assert {"last.ckpt", "last.ckpt.sha256"} <= {
+        f.name for f in (tmp_path / "run" / "checkpoints").iterdir()
+    }
+
+
+def _sampled_run(corpus, cache, run_dir: Path, *extra: str) -> dict[int, float]:
+    overrides = [*fast_overrides(corpus, run_dir, cache, steps=4), "export=false", "test=false"]
+    train(compose_train_config([*overrides, "model.softmax.kind=sampled",
+                                "model.softmax.n_negatives=16", *extra]))  # fmt: skip
+    return _column(run_dir, "train/loss")
+
+
+def test_sampled_softmax_trains_with_row_sparse_updates_equal_to_dense(
+    corpus, cache, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO)
+    sparse = _sampled_run(corpus, cache, tmp_path / "sparse")
+    assert "output layer: row-sparse updates" in caplog.text
+    dense = _sampled_run(corpus, cache, tmp_path / "dense", "optimizer.sparse_updates=false")
+    assert "output layer: dense updates (optimizer.sparse_updates=false)" in caplog.text
+    # Same negatives, same update up to float summation order: the losses of steps 2-4 show it.
+    assert sparse.keys() == dense.keys() and len(sparse) == 4
+    for step in sparse:
+        assert math.isclose(sparse[step], dense[step], rel_tol=1e-4), step
+
+
+@pytest.mark.slow
+def test_compile_switch_compiles_the_lstm_or_says_why_not(corpus, cache, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    # No dropout: inductor draws its own masks (its RNG is not eager's).
+    eager = _sampled_run(corpus, cache, tmp_path / "eager", "model.dropout=0")
+    compiled = _sampled_run(
+        corpus, cache, tmp_path / "compiled", "model.dropout=0", "compile.target=lstm"
+    )
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("compile:")]
+    assert said[0] == "compile: none (eager)"
+    assert said[1] == "compile: lstm (inductor, default)" or said[1].startswith("compile: eager,")
+    for step in eager:  # the compiled LSTM computes the same function
+        assert math.isclose(eager[step], compiled[step], rel_tol=1e-4), step

@@ -3,7 +3,7 @@
 import argparse
 import os
 
-from elmo_train.data.files import MAX_LINE_BYTES
+from elmo_train.data.files import MAX_LINE_BYTES, NORMAL_FORMS
 from elmo_train.data.tokenizer import TOKENIZERS
 from elmo_train.errors import UserError
 from elmo_train.use.embedder import Embedder
@@ -40,10 +40,21 @@ def add_input_argument(parser: argparse.ArgumentParser) -> None:
 def add_num_proc_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-proc",
-        type=int,
+        type=positive_int,
         default=default_num_proc(),
         help="worker processes (default: %(default)s)",
     )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: use 1 or more")
+    return value
 
 
 def add_tokenizer_arguments(parser: argparse.ArgumentParser, train: bool = True) -> None:
@@ -69,8 +80,14 @@ def add_tokenizer_arguments(parser: argparse.ArgumentParser, train: bool = True)
             help="pieces of a newly trained sentencepiece model (default: %(default)s)",
         )
     parser.add_argument(
+        "--normalize",
+        choices=NORMAL_FORMS,
+        help="bring the text to this Unicode normal form first, as data.normalize in training "
+        "(default: none)",
+    )
+    parser.add_argument(
         "--max-line-bytes",
-        type=int,
+        type=positive_int,
         default=MAX_LINE_BYTES,
         help="skip (and count) longer lines (default: %(default)s)",
     )
@@ -78,8 +95,3 @@ def add_tokenizer_arguments(parser: argparse.ArgumentParser, train: bool = True)
 
 def default_num_proc() -> int:
     return max(1, min(2, os.cpu_count() or 1))
-
-
-def default_cache_dir() -> str:
-    """Where prepared stores are cached: `$ELMO_TRAIN_CACHE`, as `elmo train`'s data configs."""
-    return os.environ.get("ELMO_TRAIN_CACHE", os.path.expanduser("~/.cache/elmo-train"))

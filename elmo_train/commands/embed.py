@@ -8,6 +8,7 @@ import h5py
 from elmo_train.commands.common import add_model_arguments, embedder_from_args
 from elmo_train.data.files import read_sentences
 from elmo_train.errors import UserError
+from elmo_train.formats.atomic import atomic_path, check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,12 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    embedder = embedder_from_args(args)
-    sentences = read_sentences(Path(args.input))
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(output, "--output")
+    embedder = embedder_from_args(args)
+    sentences = read_sentences(Path(args.input), embedder.normalize)
     n_tokens = 0
-    with h5py.File(output, "w") as f:
+    # Written beside the output and renamed: an interrupted run leaves no half file.
+    with atomic_path(output, "--output") as partial, h5py.File(partial, "w") as f:
         vectors = embedder.embed(sentences, args.batch_size, args.stateful)
         for index, embedding in enumerate(vectors):
             f.create_dataset(str(index), data=embedding.numpy())

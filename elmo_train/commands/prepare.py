@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> None:
             "--tokenizer sentencepiece needs --sp-model FILE (the model the vocabulary was built with)"
         )
     # The vocabulary was counted with this model: prepare loads it, never trains a new one.
-    tokenizer = make_tokenizer(args.tokenizer, args.sp_model)
+    tokenizer = make_tokenizer(args.tokenizer, args.sp_model, normalize=args.normalize)
     vocab = Vocabulary.load(args.vocab)
     store = prepare(
         files,

@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from elmo_train.commands.common import add_model_arguments, embedder_from_args
-from elmo_train.data.files import read_sentences
+from elmo_train.data.files import normalizer, read_lines
 from elmo_train.errors import UserError
 from elmo_train.use.similarity import find_contexts, format_table, nearest_contexts
 
@@ -27,42 +27,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
 
 
-def split_senses(
-    path: Path, sentences: list[list[str]]
-) -> tuple[list[list[str]], list[str] | None]:
-    """Sentences without their labels, and the labels if the lines are `sense<TAB>sentence`.
-
-    Either every non-blank line has a label or none has; `sentences` are `read_sentences(path)`,
-    whose tokens start with the label's.
-    """
-    with path.open("rb") as f:
-        labels = [
-            line.partition(b"\t")[0].decode("utf-8", errors="replace").split()
-            if b"\t" in line
-            else None
-            for line in f
-        ]
-    labelled = [i for i, label in enumerate(labels) if label is not None]
+def split_senses(path: Path, lines: list[str]) -> tuple[list[list[str]], list[str] | None]:
+    """Tokenized sentences without their labels, and the labels if the lines are
+    `sense<TAB>sentence`: either every non-blank line has a label or none has."""
+    labelled = [i for i, line in enumerate(lines) if "\t" in line]
     if not labelled:
-        return sentences, None
-    for i, (label, tokens) in enumerate(zip(labels, sentences, strict=True)):
-        if label is None and tokens:
+        return [line.split() for line in lines], None
+    sentences, senses = [], []
+    for i, line in enumerate(lines):
+        label, tab, text = line.partition("\t")
+        if not tab and line.split():
             raise UserError(
                 f"{path}: line {i + 1} has no sense label but line {labelled[0] + 1} has one; "
                 "write every line as sense<TAB>sentence, or no line"
             )
-        if label == []:
+        if tab and not label.split():
             raise UserError(f"{path}: line {i + 1} has an empty sense label before the tab")
-    stripped = [tokens[len(label or []) :] for label, tokens in zip(labels, sentences, strict=True)]
-    return stripped, [" ".join(label or []) for label in labels]
+        sentences.append(text.split())
+        senses.append(" ".join(label.split()) if tab else "")
+    return sentences, senses
 
 
 def run(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    embedder = embedder_from_args(args)
+    # The text and the word in the Unicode form the model was trained on (data.normalize).
     path = Path(args.input)
-    sentences, senses = split_senses(path, read_sentences(path))
-    n_contexts = len(find_contexts(sentences, args.word))
+    sentences, senses = split_senses(path, read_lines(path, embedder.normalize))
+    word = normalizer(embedder.normalize)(args.word)
+    n_contexts = len(find_contexts(sentences, word))
     if n_contexts == 0:
         raise UserError(
             f"{path}: no line contains {args.word!r} (matched as a whole, case-sensitive token); "
@@ -72,11 +66,10 @@ def run(args: argparse.Namespace) -> None:
         raise UserError(
             f"{path}: only one line contains {args.word!r}; nearest contexts need at least two"
         )
-    embedder = embedder_from_args(args)
     if args.layer is not None and not 0 <= args.layer < embedder.n_layers:
         raise UserError(
             f"--layer {args.layer}: the model has layers 0 (token layer) to {embedder.n_layers - 1}"
         )
     layers = None if args.layer is None else [args.layer]
-    result = nearest_contexts(embedder, sentences, args.word, layers, senses, args.batch_size)
+    result = nearest_contexts(embedder, sentences, word, layers, senses, args.batch_size)
     print(format_table(result))

@@ -9,8 +9,10 @@ from elmo_train.commands.common import (
     add_tokenizer_arguments,
 )
 from elmo_train.data.files import SkipStats, resolve_inputs
+from elmo_train.data.scan import Truncation
 from elmo_train.data.tokenizer import make_tokenizer
 from elmo_train.data.vocab_builder import build_vocabulary, write_counts
+from elmo_train.formats.atomic import check_writable
 from elmo_train.formats.vocab_file import SPECIALS
 
 
@@ -36,12 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     files = resolve_inputs(args.input)
+    check_writable(args.output, "vocabulary file")
+    if args.counts:
+        check_writable(args.counts, "counts file")
     train_sp = (
         args.tokenizer == "sentencepiece" and args.sp_model and not os.path.exists(args.sp_model)
     )
     tokenizer = make_tokenizer(
         args.tokenizer,
         args.sp_model,
+        normalize=args.normalize,
         train_paths=files,
         vocab_size=args.sp_vocab_size,
         max_line_bytes=args.max_line_bytes,
@@ -72,5 +78,6 @@ def run(args: argparse.Namespace) -> None:
     print(
         f"vocab: kept {kept:,} words + {len(SPECIALS)} specials ({coverage:.2f}% of tokens) -> {args.output}"
     )
-    for line in stats.report():
+    truncation = Truncation.of(counts.keys(), counts.values()).report(stats.tokens)
+    for line in filter(None, [*stats.report(), truncation]):
         print(f"vocab: {line}")

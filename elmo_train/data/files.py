@@ -3,23 +3,29 @@
 The reader takes bytes and decodes UTF-8 line by line, so a bad line costs one skipped,
 counted line instead of a crash (bilm-tf's `readlines()` with the platform encoding died on
 the first one, #150/#152). Memory stays bounded whatever the file holds: it reads blocks of at
-most `max_line_bytes` and drops a longer line while it streams past it.
+most `max_line_bytes` and drops a longer line while it streams past it. A UTF-8 byte-order mark
+at the start of a file (Windows editors write one) is not text: every reader drops it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import math
 import os
-from collections.abc import Iterator, Sequence
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from elmo_train.errors import UserError
 
+BOM = "\ufeff".encode()  # the UTF-8 byte-order mark
 MAX_LINE_BYTES = 1 << 20  # a "sentence" longer than this is not one
 BLOCK_BYTES = 1 << 20
 MAX_WORD_BYTES = 48  # the char encoder keeps 50 - 2 bytes of a token (bilm-tf truncates too)
+
+NORMAL_FORMS = ("NFC", "NFKC")  # data.normalize: None keeps the text's code points as they are
 
 # Reasons a line is skipped and counted (blank lines are skipped silently).
 SKIP_REASONS = {
@@ -44,7 +50,6 @@ class SkipStats:
     invalid_utf8: int = 0
     nul_bytes: int = 0
     too_long: int = 0
-    truncated_tokens: int = 0
     first: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
 
     def skip(self, reason: str, path: str, line: int) -> None:
@@ -75,19 +80,25 @@ class SkipStats:
         return cls(**data, first=first)
 
     def report(self) -> list[str]:
-        """Human lines about skipped lines and truncated tokens (empty when there is nothing)."""
+        """Human lines about skipped lines (empty when there is nothing)."""
         lines = []
         for reason, why in SKIP_REASONS.items():
             count = getattr(self, reason)
             if count:
                 path, line = self.first[reason]
                 lines.append(f"skipped {count:,} lines {why} (first: {path}:{line})")
-        if self.truncated_tokens:
-            lines.append(
-                f"{self.truncated_tokens:,} tokens longer than {MAX_WORD_BYTES} UTF-8 bytes kept as "
-                "words; tokens truncated for the character encoder (as bilm-tf)"
-            )
         return lines
+
+
+def normalizer(form: str | None) -> Callable[[str], str]:
+    """The function that brings text to Unicode normal form `form` (None: the identity)."""
+    if form is None:
+        return str
+    if form not in NORMAL_FORMS:
+        raise UserError(
+            f"unknown Unicode normal form {form!r}: use one of {', '.join(NORMAL_FORMS)}"
+        )
+    return functools.partial(unicodedata.normalize, form)  # pickles into worker processes
 
 
 def resolve_inputs(patterns: Sequence[str | os.PathLike]) -> list[Path]:
@@ -187,6 +198,11 @@ def iter_line_blocks(
     with open(path, "rb") as f:
         f.seek(start)
         remaining = None if end is None else end - start
+        if start == 0:
+            if f.read(len(BOM)) != BOM:
+                f.seek(0)
+            elif remaining is not None:
+                remaining -= len(BOM)
         tail = b""
         discarding = False  # inside a too-long line, already counted
         while True:
@@ -276,24 +292,35 @@ def iter_lines(
                     stats.empty += 1
 
 
-def read_sentences(path: Path) -> list[list[str]]:
-    """Every line of `path`, whitespace-tokenized; line i stays sentence i."""
+def read_lines(path: Path, normalize: str | None = None) -> list[str]:
+    """Every line of `path` (a byte-order mark dropped), in Unicode form `normalize` if set.
+
+    Line i stays line i: invalid UTF-8 is replaced (and reported in one line), nothing skipped.
+    """
     if not path.is_file():
         raise UserError(
             f"{path}: input file not found; pass a text file with one sentence per line"
         )
-    sentences, bad_lines = [], []
+    normal = normalizer(normalize)
+    lines, bad_lines = [], []
     with path.open("rb") as f:
         for number, line in enumerate(f, start=1):
+            if number == 1:
+                line = line.removeprefix(BOM)
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
                 text = line.decode("utf-8", errors="replace")
                 bad_lines.append(number)
-            sentences.append(text.split())
+            lines.append(normal(text.rstrip("\r\n")))
     if bad_lines:
         print(
             f"{path}: {len(bad_lines)} lines are not valid UTF-8 (first: line {bad_lines[0]}); "
             "invalid bytes were replaced"
         )
-    return sentences
+    return lines
+
+
+def read_sentences(path: Path, normalize: str | None = None) -> list[list[str]]:
+    """Every line of `path` whitespace-tokenized (see `read_lines`); line i stays sentence i."""
+    return [line.split() for line in read_lines(path, normalize)]

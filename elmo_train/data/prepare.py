@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from elmo_train.data.files import MAX_LINE_BYTES, SkipStats, resolve_inputs
-from elmo_train.data.scan import require_sentences, scan, temporary_dir
+from elmo_train.data.scan import Truncation, require_text, scan, temporary_dir
 from elmo_train.data.store import (
     BOS_TYPE,
     EOS_TYPE,
@@ -28,26 +28,30 @@ from elmo_train.data.store import (
     FlatArray,
     write_store,
 )
+from elmo_train.data.tokenizer import WhitespaceTokenizer
 from elmo_train.errors import UserError
+from elmo_train.formats.atomic import writable_dir
 from elmo_train.formats.vocab_file import Vocabulary
 from elmo_train.model.chars import BOS_TOKEN, EOS_TOKEN
 
 
-def _cache_key(files: list[Path], vocab: Vocabulary, tokenizer, max_line_bytes: int) -> tuple:
-    inputs = []
-    for f in files:
-        st = f.stat()
-        inputs.append({"path": str(f), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
-    described = {k: v for k, v in tokenizer.describe().items() if k != "model"}
-    material = {
-        "format_version": FORMAT_VERSION,
-        "inputs": inputs,
-        "vocab": vocab.fingerprint(),
-        "tokenizer": described,
-        "max_line_bytes": max_line_bytes,
-    }
-    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-    return digest[:20], inputs
+def default_cache_dir() -> str:
+    """Where tokenizer models, vocabularies and stores are cached: `$ELMO_TRAIN_CACHE`, else
+    `~/.cache/elmo-train`."""
+    return os.environ.get("ELMO_TRAIN_CACHE") or os.path.expanduser("~/.cache/elmo-train")
+
+
+def input_fingerprints(files: list[Path]) -> list[dict]:
+    """Path, size and modification time of each file: what says the text is unchanged."""
+    return [
+        {"path": str(f), "size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files
+    ]
+
+
+def cache_key(files: list[Path], *parts) -> str:
+    """The name of an artefact built from `files` with the settings `parts` (JSON-able)."""
+    material = json.dumps([input_fingerprints(files), *parts], sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 
 def prepare(
@@ -67,10 +71,9 @@ def prepare(
 
     A build runs `num_proc` `datasets` workers over byte ranges of the files, merges their blocks
     in order into temporary files, orders the types by frequency, writes the arrays in chunks
-    into a temporary directory and renames it into place.
+    into a temporary directory and renames it into place. Skipped lines and truncated tokens
+    are reported on every call, also when the store comes from the cache.
     """
-    from elmo_train.data.tokenizer import WhitespaceTokenizer
-
     say = print if verbose else (lambda *args, **kwargs: None)
     files = resolve_inputs(paths)
     if not isinstance(vocab, Vocabulary):
@@ -78,17 +81,21 @@ def prepare(
     tokenizer = tokenizer if tokenizer is not None else WhitespaceTokenizer()
     if num_proc < 1:
         raise UserError(f"--num-proc {num_proc}: use 1 or more")
-    cache_dir = Path(cache_dir)
-    key, inputs = _cache_key(files, vocab, tokenizer, max_line_bytes)
+    cache_dir = writable_dir(cache_dir, "cache directory")
+    key = cache_key(
+        files, FORMAT_VERSION, vocab.fingerprint(), tokenizer.identity(), max_line_bytes
+    )
     target = cache_dir / key
     if not force and (target / "meta.json").is_file():
         store = CorpusStore.open(target)
         say(
             f"prepare: reusing {target} ({store.n_sentences:,} sentences, {store.n_tokens:,} tokens)"
         )
+        _report(store, say)
         return store
 
     started = time.perf_counter()
+    inputs = input_fingerprints(files)
     size = sum(i["size"] for i in inputs)
     say(f"prepare: {len(files)} file(s), {size / 1e6:,.1f} MB, --num-proc {num_proc} -> {target}")
     stats = SkipStats()
@@ -126,12 +133,21 @@ def prepare(
         f"{n_types:,} types; OOV {counts['oov_tokens']:,} tokens ({100 * counts['oov_rate']:.2f}%) "
         f"against a {len(vocab):,}-word vocabulary"
     )
-    for line in stats.report():
-        say(f"prepare: {line}")
+    _report(store, say)
     say(
         f"prepare: wrote {target} in {seconds:.1f} s ({counts['tokens'] / max(seconds, 1e-9):,.0f} tokens/s)"
     )
     return store
+
+
+def _report(store: CorpusStore, say) -> None:
+    """The store's skipped lines and truncated tokens, one line each."""
+    counts = store.meta["counts"]
+    first = {r: (v["file"], v["line"]) for r, v in store.meta["first_skipped"].items()}
+    lines = SkipStats(**counts["skipped_lines"], first=first).report()
+    lines.append(Truncation(**counts["truncated"]).report(counts["tokens"]))
+    for line in filter(None, lines):
+        say(f"prepare: {line}")
 
 
 def _build(files, vocab, tokenizer, stats, num_proc, max_line_bytes, work, build, meta) -> int:
@@ -169,7 +185,7 @@ def _build(files, vocab, tokenizer, stats, num_proc, max_line_bytes, work, build
             row["lengths"].tofile(lengths_out)
             n_tokens += row["ids"].size
             n_sentences += row["lengths"].size
-    require_sentences(stats, files)
+    require_text(stats, files)
     tokens = FlatArray(work / "tokens.bin", np.int32, n_tokens)
     lengths = FlatArray(work / "lengths.bin", np.int32, n_sentences)
     types = list(type_ids)

@@ -10,6 +10,7 @@ Python objects. A worker's error arrives as one line, never a subprocess traceba
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import numpy as np
 from elmo_train.data.files import (
     MAX_LINE_BYTES,
     MAX_WORD_BYTES,
+    SKIP_REASONS,
     FileRange,
     SkipStats,
     iter_line_blocks,
@@ -298,8 +300,7 @@ def count_tokens(
             work_dir=work,
         ):
             counts.update(dict(zip(row["types"], row["counts"].tolist(), strict=True)))
-    require_sentences(stats, files)
-    stats.truncated_tokens = sum(c for w, c in counts.items() if too_long(w))
+    require_text(stats, files)
     return counts
 
 
@@ -307,13 +308,58 @@ def too_long(word: str) -> bool:
     return len(word) * 4 > MAX_WORD_BYTES and len(word.encode("utf-8")) > MAX_WORD_BYTES
 
 
-def require_sentences(stats: SkipStats, files: list[Path]) -> None:
+@dataclasses.dataclass
+class Truncation:
+    """Tokens longer than the char CNN's `MAX_WORD_BYTES`: whole words to the vocabulary and
+    the targets, cut to their first bytes for the char CNN (as bilm-tf)."""
+
+    tokens: int = 0
+    types: int = 0
+    example: str = ""  # the most frequent such type
+
+    @classmethod
+    def of(cls, types: Iterable[str], counts: Iterable[int]) -> Truncation:
+        long = [(int(c), t) for t, c in zip(types, counts, strict=True) if too_long(t)]
+        if not long:
+            return cls()
+        return cls(sum(c for c, _ in long), len(long), min(long, key=lambda x: (-x[0], x[1]))[1])
+
+    def report(self, total_tokens: int) -> str | None:
+        """One line for the run's output, None when no token is cut."""
+        if not self.tokens:
+            return None
+        example = self.example if len(self.example) <= 24 else self.example[:24] + "…"
+        return (
+            f"{self.tokens:,} tokens ({100 * self.tokens / max(total_tokens, 1):.2f}%; "
+            f"{self.types:,} types, e.g. {example!r}) are longer than "
+            f"{MAX_WORD_BYTES} UTF-8 bytes: the char CNN reads only their first {MAX_WORD_BYTES} "
+            f"bytes ({MAX_WORD_BYTES // 3} characters of Devanagari or CJK), as bilm-tf; the "
+            "vocabulary keeps them whole"
+        )
+
+
+# Above this share of unusable (non-blank) lines the input is not text: refuse it, do not
+# train on the few lines that happen to decode (a binary file's 4 lines gave `ppl 8.89`).
+MAX_SKIPPED_SHARE = 0.5
+
+
+def require_text(stats: SkipStats, files: list[Path]) -> None:
+    """One line if the pass found no sentence, or if most lines were unusable."""
+    names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
     if stats.sentences == 0:
-        names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
         skipped = f" ({stats.skipped:,} lines skipped as unreadable)" if stats.skipped else ""
         raise UserError(
             f"no usable sentences in {names}{skipped}: give UTF-8 text files with one "
             "tokenized sentence per line"
+        )
+    read = stats.sentences + stats.skipped
+    if stats.skipped > MAX_SKIPPED_SHARE * read:
+        reason = max(stats.first, key=lambda r: getattr(stats, r))
+        path, line = stats.first[reason]
+        raise UserError(
+            f"{stats.skipped:,} of the {read:,} lines of {names} are unusable (mostly lines "
+            f"{SKIP_REASONS[reason]}, first at {path}:{line}); this is not a text corpus: give "
+            "UTF-8 text files with one tokenized sentence per line"
         )
 
 

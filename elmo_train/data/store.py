@@ -21,6 +21,7 @@ chunks (the corpus is never whole in memory) and opening them memory-mapped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,12 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from elmo_train.data.files import SkipStats
-from elmo_train.data.scan import too_long
+from elmo_train.data.scan import Truncation
 from elmo_train.errors import UserError
 from elmo_train.formats.vocab_file import Vocabulary
 from elmo_train.model.chars import BOS_TOKEN, EOS_TOKEN, MAX_CHARS, word_to_char_ids
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BOS_TYPE = 0
 EOS_TYPE = 1
 _COPY_CHUNK = 1 << 22  # elements per chunk when rewriting the big arrays
@@ -151,9 +152,6 @@ def write_store(
     word[:2] = False
     oov = word & (type_vocab == (vocab.unk if vocab.unk is not None else -1))
     n_tokens = tokens.n
-    stats.truncated_tokens = int(
-        sum(int(c) for t, c in zip(types, counts, strict=True) if too_long(t))
-    )
     oov_tokens = int(counts[oov].sum())
     meta = {
         "format_version": FORMAT_VERSION,
@@ -168,7 +166,7 @@ def write_store(
             "oov_tokens": oov_tokens,
             "oov_types": int(oov.sum()),
             "oov_rate": oov_tokens / n_tokens if n_tokens else 0.0,
-            "truncated_tokens": stats.truncated_tokens,
+            "truncated": dataclasses.asdict(Truncation.of(types[2:], counts[2:].tolist())),
             "empty_lines": stats.empty,
             "skipped_lines": {
                 r: getattr(stats, r) for r in ("invalid_utf8", "nul_bytes", "too_long")

@@ -4,6 +4,10 @@
 `SentencePieceTokenizer` makes the pieces of a sentencepiece model the tokens; the char-CNN
 still reads each piece's bytes, and the output vocabulary is the piece inventory
 (`elmo vocab --tokenizer sentencepiece`), ordered by corpus frequency like any other.
+
+Either can first bring the text to a Unicode normal form (`normalize="NFC"` or `"NFKC"`), so
+that `é` typed as one code point or as `e` + a combining accent is one word with one vector;
+the model directory records the form and embedding applies it the same way.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from elmo_train.data.files import MAX_LINE_BYTES, SkipStats, iter_lines
+from elmo_train.data.files import MAX_LINE_BYTES, SkipStats, iter_lines, normalizer
 from elmo_train.errors import UserError
+from elmo_train.formats.atomic import write_atomic
 
 TOKENIZERS = ("whitespace", "sentencepiece")
 
@@ -56,11 +61,15 @@ class WhitespaceTokenizer:
     kind = "whitespace"
     inventory: list[str] | None = None  # any string can be a word
 
+    def __init__(self, normalize: str | None = None):
+        self.normalize = normalize
+        self._normal = normalizer(normalize)
+
     def tokenize(self, line: str) -> list[str]:
-        return line.split()
+        return self._normal(line).split()
 
     def tokenize_batch(self, lines: Sequence[str]) -> list[list[str]]:
-        return [line.split() for line in lines]
+        return [self._normal(line).split() for line in lines]
 
     def encode_block(self, block: bytes) -> EncodedBlock:
         """Lines of a UTF-8 block (joined by newlines) to type ids, vectorised with Arrow.
@@ -76,6 +85,8 @@ class WhitespaceTokenizer:
         lines = pa.LargeStringArray.from_buffers(
             len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(block)
         )
+        if self.normalize is not None:
+            lines = pc.utf8_normalize(lines, form=self.normalize)
         split = pc.utf8_split_whitespace(lines)  # a line keeps its newline: whitespace too
         tokens = pc.list_flatten(split)
         line_of = pc.list_parent_indices(split)
@@ -91,8 +102,12 @@ class WhitespaceTokenizer:
             lengths=np.bincount(line_of.to_numpy(), minlength=len(lines)).astype(np.int32),
         )
 
+    def identity(self) -> dict:
+        """What decides the tokens of a text: part of every cache key built from them."""
+        return {"kind": self.kind, "normalize": self.normalize}
+
     def describe(self) -> dict:
-        return {"kind": self.kind}
+        return self.identity()
 
 
 class SentencePieceTokenizer:
@@ -105,7 +120,9 @@ class SentencePieceTokenizer:
 
     kind = "sentencepiece"
 
-    def __init__(self, model_path: str | os.PathLike):
+    def __init__(self, model_path: str | os.PathLike, normalize: str | None = None):
+        self.normalize = normalize
+        self._normal = normalizer(normalize)
         self.model_path = Path(model_path)
         try:
             self._proto = self.model_path.read_bytes()
@@ -135,7 +152,7 @@ class SentencePieceTokenizer:
         return self._processor
 
     def __getstate__(self) -> dict:
-        return {"model_path": self.model_path, "_proto": self._proto, "_processor": None}
+        return {**self.__dict__, "_processor": None}  # loaded again, lazily, in a worker
 
     @property
     def inventory(self) -> list[str]:
@@ -153,21 +170,27 @@ class SentencePieceTokenizer:
 
     def tokenize(self, line: str) -> list[str]:
         # Whitespace runs become one space first, so no piece ever holds a whitespace character.
-        return self.processor.encode(" ".join(line.split()), out_type=str)
+        return self.processor.encode(" ".join(self._normal(line).split()), out_type=str)
 
     def tokenize_batch(self, lines: Sequence[str]) -> list[list[str]]:
-        return self.processor.encode([" ".join(line.split()) for line in lines], out_type=str)
+        return self.processor.encode(
+            [" ".join(self._normal(line).split()) for line in lines], out_type=str
+        )
 
     def encode_block(self, block: bytes) -> EncodedBlock:
         """Lines of a UTF-8 block (joined by newlines) to block-local type ids."""
         return encode_sentences(self.tokenize_batch(block.decode("utf-8").split("\n")))
 
-    def describe(self) -> dict:
+    def identity(self) -> dict:
+        """What decides the tokens of a text (the model's bytes, not where it lies)."""
         return {
             "kind": self.kind,
-            "model": str(self.model_path),
             "sha256": hashlib.sha256(self._proto).hexdigest(),
+            "normalize": self.normalize,
         }
+
+    def describe(self) -> dict:
+        return {**self.identity(), "model": str(self.model_path)}
 
     @classmethod
     def train(
@@ -176,6 +199,7 @@ class SentencePieceTokenizer:
         model_path: str | os.PathLike,
         vocab_size: int = 8000,
         *,
+        normalize: str | None = None,
         model_type: str = "unigram",
         input_sentence_size: int = 1_000_000,
         character_coverage: float = 0.9995,
@@ -186,8 +210,9 @@ class SentencePieceTokenizer:
         """Train a model on the corpus files (offline) and write it to `model_path`.
 
         At most `input_sentence_size` sentences (sampled, sentencepiece's reservoir) are held in
-        memory. The text is kept verbatim (`identity` normalisation): the corpus is already
-        tokenized text and the char-CNN reads the pieces' bytes.
+        memory. Apart from `normalize` (the same as at training and embedding time) the text is
+        kept verbatim (sentencepiece's `identity` rule): the corpus is already tokenized text and
+        the char-CNN reads the pieces' bytes.
         """
         import sentencepiece
 
@@ -196,7 +221,9 @@ class SentencePieceTokenizer:
                 f"--sp-vocab-size {vocab_size} is too small: use at least a few hundred"
             )
         stats = SkipStats()
-        sentences = (" ".join(line.split()) for line in iter_lines(paths, stats, max_line_bytes))
+        normal = normalizer(normalize)
+        lines = iter_lines(paths, stats, max_line_bytes)
+        sentences = (" ".join(normal(line).split()) for line in lines)
         first = next(sentences, None)
         if first is None:
             raise UserError(
@@ -226,29 +253,26 @@ class SentencePieceTokenizer:
         except RuntimeError as error:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise UserError(f"sentencepiece training failed: {message}") from None
-        model_path = Path(model_path)
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = model_path.with_name(model_path.name + ".partial")
-        partial.write_bytes(model.getvalue())
-        os.replace(partial, model_path)
-        return cls(model_path)
+        write_atomic(model_path, model.getvalue(), "sentencepiece model")
+        return cls(model_path, normalize)
 
 
 def make_tokenizer(
     kind: str = "whitespace",
     model_path: str | os.PathLike | None = None,
     *,
+    normalize: str | None = None,
     train_paths: Sequence[str | os.PathLike] | None = None,
     vocab_size: int = 8000,
     **train_options,
 ) -> WhitespaceTokenizer | SentencePieceTokenizer:
-    """The tokenizer named `kind`.
+    """The tokenizer named `kind`, bringing text to Unicode form `normalize` first (if set).
 
     For `sentencepiece`, `model_path` is loaded when it exists; otherwise, with `train_paths`, a
     model is trained on them and written there.
     """
     if kind == "whitespace":
-        return WhitespaceTokenizer()
+        return WhitespaceTokenizer(normalize)
     if kind == "sentencepiece":
         if model_path is None:
             raise UserError(
@@ -256,6 +280,8 @@ def make_tokenizer(
                 ".model, or where to write one trained on the inputs)"
             )
         if Path(model_path).exists() or not train_paths:
-            return SentencePieceTokenizer(model_path)
-        return SentencePieceTokenizer.train(train_paths, model_path, vocab_size, **train_options)
+            return SentencePieceTokenizer(model_path, normalize)
+        return SentencePieceTokenizer.train(
+            train_paths, model_path, vocab_size, normalize=normalize, **train_options
+        )
     raise UserError(f"unknown tokenizer {kind!r}: use one of {', '.join(TOKENIZERS)}")

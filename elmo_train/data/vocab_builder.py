@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from elmo_train.data.files import MAX_LINE_BYTES, SkipStats, resolve_inputs
 from elmo_train.data.scan import count_tokens
@@ -77,4 +76,4 @@ def write_counts(
     kept = sum(counts.get(word, 0) for word in vocab.words if word not in SPECIALS)
     special = {BOS_TOKEN: sentences, EOS_TOKEN: sentences, UNK_TOKEN: sum(counts.values()) - kept}
     lines = (f"{w}\t{special[w] if w in special else counts.get(w, 0)}\n" for w in vocab.words)
-    write_atomic(Path(path), "".join(lines))
+    write_atomic(path, "".join(lines), "counts file")

@@ -1,4 +1,8 @@
-"""DataLoader worker processes: what each one sets up before it serves batches."""
+"""DataLoader worker processes: what each one sets up before it serves batches.
+
+Each runs one intra-op thread (torch's worker loop sets it; tests/data/test_workers.py), and
+`elmo_train.runtime` leaves a CPU per worker when it chooses the main process's threads.
+"""
 
 import os
 import signal

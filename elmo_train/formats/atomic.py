@@ -1,15 +1,116 @@
-"""Writing a file so that a reader (or a crash) never sees half of it."""
+"""Writing files and directories so that a reader (or a crash) never sees half of one, with the
+user's umask, and with one clear line when the place cannot be written."""
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+from elmo_train.errors import UserError
 
-def write_atomic(path: Path, data: str | bytes) -> None:
+
+def umask() -> int:
+    """This process's umask, read without changing it where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(directory: Path) -> None:
+    """Give `directory` and the files in it the modes a plain `mkdir`/`open` would: `tempfile`
+    makes 0700 and safetensors 0600, which colleagues sharing the model cannot read."""
+    mask = umask()
+    os.chmod(directory, 0o777 & ~mask)
+    for path in directory.iterdir():
+        if path.is_file():
+            os.chmod(path, 0o666 & ~mask)
+
+
+def cannot_write(path: Path, error: OSError, what: str) -> UserError:
+    """One line for an OSError met while writing `path`."""
+    reason = os.strerror(error.errno) if error.errno else (error.strerror or str(error))
+    return UserError(f"cannot write {what} {path} ({reason}): choose a writable location")
+
+
+def writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """`path` created if needed (with its parents) and checked writable, or one line naming it."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a directory: give a directory path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise cannot_write(path, error, what) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(
+            f"cannot write {what} {path} (permission denied): choose a writable location"
+        )
+    return path
+
+
+def _partial(path: Path, what: str) -> Path:
+    """Where `path` is written before it is renamed into place; its directory made."""
+    if path.is_dir():
+        raise UserError(f"{what} {path} is an existing directory: give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise cannot_write(path, error, what) from None
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
+def check_writable(path: str | os.PathLike, what: str) -> None:
+    """One line now, not after the work, if `path` cannot be written."""
+    path = Path(path)
+    partial = _partial(path, what)
+    try:
+        partial.touch()
+        partial.unlink()
+    except OSError as error:
+        raise cannot_write(path, error, what) from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, what: str = "output file") -> Iterator[Path]:
+    """A partial path beside `path` to write to; renamed over `path` when the block succeeds,
+    removed when it fails. Writing errors (unwritable place, `path` a directory, disk full)
+    become one line naming `path`."""
+    path = Path(path)
+    partial = _partial(path, what)
+    try:
+        yield partial
+        os.replace(partial, path)
+    except OSError as error:
+        raise cannot_write(path, error, what) from None
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes, what: str = "output file") -> None:
     """Write beside `path` and rename over it; text is UTF-8."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    if isinstance(data, str):
-        partial.write_text(data, encoding="utf-8")
-    else:
-        partial.write_bytes(data)
-    os.replace(partial, path)
+    with atomic_path(path, what) as partial:
+        if isinstance(data, str):
+            partial.write_text(data, encoding="utf-8")
+        else:
+            partial.write_bytes(data)
+
+
+def check_replaceable(directory: Path, marker: str, what: str) -> None:
+    """Only a `what` directory (it holds `marker`) or an empty one may be replaced by a new one:
+    never delete a user's files."""
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise UserError(f"{what} {directory} is an existing file: give a directory path")
+    if any(directory.iterdir()) and not (directory / marker).is_file():
+        raise UserError(
+            f"{directory} exists and is not a {what}: give a new or empty directory "
+            "(its files are not replaced)"
+        )

@@ -191,7 +191,8 @@ def save_weights(bilm: BiLM, path: str | Path) -> None:
 
 
 def load_weights(bilm: BiLM, path: str | Path) -> None:
-    """Copy every dataset of a bilm-tf weight file into `bilm`, checking names and shapes."""
+    """Copy every dataset of a bilm-tf weight file into `bilm`, checking names, shapes and that
+    every value is finite (a damaged file must not become a NaN model)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: weight file not found; pass the weights.hdf5 of the model")
@@ -201,19 +202,36 @@ def load_weights(bilm: BiLM, path: str | Path) -> None:
         raise UserError(f"{path}: not a readable HDF5 file ({error})") from None
     with f, torch.no_grad():
         for name, dataset in _datasets(bilm).items():
-            expected = tuple(dataset.read().shape)
-            if name not in f:
-                raise UserError(
-                    f"{path}: dataset {name!r} is missing (expected shape {expected}); the weights "
-                    "do not match the options file"
-                )
-            found = tuple(f[name].shape)
-            if found != expected:
-                raise UserError(
-                    f"{path}: dataset {name!r} has shape {found}, expected {expected} from the "
-                    "options file; use the options.json that belongs to these weights"
-                )
-            dataset.write(torch.from_numpy(np.asarray(f[name], dtype=np.float32)))
+            dataset.write(
+                torch.from_numpy(_read_dataset(f, name, tuple(dataset.read().shape), path))
+            )
+
+
+def _read_dataset(f: h5py.File, name: str, expected: tuple, path: Path) -> np.ndarray:
+    try:
+        if name not in f:
+            raise UserError(
+                f"{path}: dataset {name!r} is missing (expected shape {expected}); the weights "
+                "do not match the options file"
+            )
+        found = tuple(f[name].shape)
+        if found != expected:
+            raise UserError(
+                f"{path}: dataset {name!r} has shape {found}, expected {expected} from the "
+                "options file; use the options.json that belongs to these weights"
+            )
+        value = np.asarray(f[name], dtype=np.float32)
+    except (OSError, RuntimeError, ValueError, KeyError) as error:  # damaged chunks or metadata
+        raise UserError(
+            f"{path}: dataset {name!r} cannot be read ({error}); the file is corrupt: "
+            "re-export or re-download it"
+        ) from None
+    if not np.isfinite(value).all():
+        raise UserError(
+            f"{path}: dataset {name!r} holds NaN or infinite values; the file is corrupt: "
+            "re-export or re-download it"
+        )
+    return value
 
 
 def load_bilm(options: str | Path, weights: str | Path) -> BiLM:

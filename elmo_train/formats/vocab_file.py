@@ -97,7 +97,7 @@ class Vocabulary:
                 f"vocabulary file {path} is not UTF-8 (line {line}): re-encode it as UTF-8 "
                 "or rebuild it with `elmo vocab`"
             ) from None
-        lines = text.split("\n")
+        lines = text.removeprefix("\ufeff").split("\n")  # a byte-order mark is not a word
         if lines and lines[-1] == "":
             lines.pop()  # the final newline
         words, numbers = [], []
@@ -124,7 +124,7 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write one word per line (atomically: a reader never sees half a file)."""
-        write_atomic(Path(path), "".join(word + "\n" for word in self.words))
+        write_atomic(path, "".join(word + "\n" for word in self.words), "vocabulary file")
 
 
 def _validate(words: list[str], numbers: list[int] | None, source: str, require_unk: bool) -> None:

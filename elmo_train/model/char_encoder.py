@@ -40,12 +40,19 @@ class Highway(nn.Module):
 
 
 class CharEncoder(nn.Module):
-    """Maps char ids `(..., 50)` (0 = padding token) to context-free token embeddings `(..., P)`."""
+    """Maps char ids `(..., 50)` (0 = padding token) to context-free token embeddings `(..., P)`.
+
+    On a CPU the CNN runs once per distinct token, on the columns its words need
+    (`encode_types`): shapes that depend on the batch, which cost a CPU nothing. Elsewhere, or
+    with `fixed_shapes` (a compiled graph), it runs on every position and all columns: the
+    same function in shapes fixed by the batch size, so a GPU step needs no host sync.
+    """
 
     def __init__(self, config: CharCNNConfig, output_dim: int):
         super().__init__()
         self.config = config
         self.output_dim = output_dim
+        self.fixed_shapes: bool | None = None  # None: fixed shapes except on a CPU
         dim, n_filters = config.embedding_dim, config.n_filters
         # Row 0 is the padding token (all-zero char ids); it stays zero, as AllenNLP's loader.
         self.embedding = nn.Embedding(N_CHARACTERS, dim, padding_idx=0)
@@ -96,18 +103,22 @@ class CharEncoder(nn.Module):
         lengths = ((char_ids != char_ids[:, -1:]) * columns).amax(dim=1)  # (N,) word extent
         lengths, order = lengths.sort()
         widest = max(width for width, _ in self.config.filters)
-        # (N,) columns row i needs, non-decreasing; on the host (the one sync of the cut; the
-        # torch.unique before it has synced already).
-        spans = (lengths + widest).clamp(max=C).cpu()
+        spans = (lengths + widest).clamp(max=C)  # (N,) columns row i needs, non-decreasing
         # Work of splitting after row k: (k + 1) rows cut at spans[k], the rest at spans[-1].
-        rows = torch.arange(1, N + 1)
+        rows = torch.arange(1, N + 1, device=spans.device)
         work = rows * spans + (N - rows) * spans[-1]
+        # The split and the cuts are read on the host: a sync on a GPU, where the training
+        # step takes the fixed-shape path instead.
         split = int(work.argmin()) + 1
         groups = [(0, split), (split, N)] if split < N else [(0, N)]
         pooled = torch.cat(
             [self.pool(char_ids[order[a:b], : int(spans[b - 1])]) for a, b in groups]
         )  # (N, n_filters), sorted rows
-        h = pooled.index_select(0, order.argsort())  # (N, n_filters), input order
+        return self.transform(pooled.index_select(0, order.argsort()))  # input order
+
+    def transform(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Highway layers and projection of the pooled features `(N, n_filters)`: `(N, P)`."""
+        h = pooled
         for highway in self.highways:
             h = highway(h)
         return self.projection(h) if self.projection is not None else h
@@ -130,9 +141,15 @@ class CharEncoder(nn.Module):
         return torch.cat(pooled, dim=-1)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        # The CNN runs once per distinct token in the batch (tokens follow Zipf's law); indexing
-        # with `inverse` scatters the gradients of every occurrence back onto its type.
         flat = char_ids.reshape(-1, char_ids.shape[-1])  # (N, 50)
-        types, inverse = torch.unique(flat, dim=0, return_inverse=True)  # (U, 50), (N,)
-        embedded = self.encode_types(types)[inverse]  # (N, P)
+        fixed = self.fixed_shapes if self.fixed_shapes is not None else flat.device.type != "cpu"
+        if fixed:
+            embedded = self.transform(self.pool(flat))  # (N, P)
+        else:
+            # The CNN runs once per distinct token in the batch (tokens follow Zipf's law);
+            # indexing with `inverse` scatters the gradients of every occurrence onto its type.
+            types, inverse = torch.unique(flat, dim=0, return_inverse=True)  # (U, 50), (N,)
+            # index_select, not [inverse]: its backward sums each type's occurrences in a fixed
+            # order; indexing's adds them from several threads in a run-dependent order.
+            embedded = self.encode_types(types).index_select(0, inverse)  # (N, P)
         return embedded.view(*char_ids.shape[:-1], self.output_dim)

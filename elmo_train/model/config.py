@@ -48,8 +48,9 @@ class LSTMConfig:
     # bilm-tf's cell has one `B`; exported weights store the sum there.
     recurrent_bias: bool = False
     # "clipped": the exact bilm-tf cell (clipping, any config). "compiled": the same cell with its
-    # pointwise update fused by torch.compile (eager if compiling fails). "fused": torch's
-    # nn.LSTM kernel (cuDNN on GPU), only for configs with both clips off.
+    # pointwise update fused by torch.compile; "triton": fused by a hand-written Triton kernel
+    # (CUDA; both eager, with a warning, where they cannot run). "fused": torch's nn.LSTM
+    # kernel (cuDNN on GPU), only for configs with both clips off.
     impl: str = "clipped"
 
 
@@ -100,8 +101,10 @@ def validate(config: BiLMConfig) -> None:
         raise ValueError("model.lstm.projection_dim must be <= model.lstm.dim")
     if lstm.n_layers < 1:
         raise ValueError("model.lstm.n_layers must be >= 1")
-    if lstm.impl not in ("clipped", "compiled", "fused"):
-        raise ValueError(f"model.lstm.impl must be clipped, compiled or fused, got {lstm.impl!r}")
+    if lstm.impl not in ("clipped", "compiled", "triton", "fused"):
+        raise ValueError(
+            f"model.lstm.impl must be clipped, compiled, triton or fused, got {lstm.impl!r}"
+        )
     if lstm.impl == "fused" and (lstm.cell_clip is not None or lstm.proj_clip is not None):
         raise ValueError(
             "model.lstm.impl=fused cannot clip: set model.lstm.cell_clip=null and "

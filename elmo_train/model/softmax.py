@@ -118,6 +118,30 @@ class FullSoftmax(OutputLayer):
         return (hidden * self.weight[targets]).sum(dim=-1) + self.bias[targets]  # (N,)
 
 
+class _GatherRows(torch.autograd.Function):
+    """`weight[rows]`, `bias[rows]` with sparse COO gradients, as TF's `IndexedSlices`: one entry
+    per gathered row, repeats not summed (fixed shapes: no host sync), so backward never writes
+    the other rows of a V x H gradient. `training.optim` sums the repeats before using them."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(rows)
+        ctx.vocab_size = weight.shape[0]
+        return weight[rows], bias[rows]
+
+    @staticmethod
+    def backward(ctx, grad_weight: Tensor, grad_bias: Tensor):
+        (rows,) = ctx.saved_tensors
+        index = rows.unsqueeze(0)  # (1, R)
+        V = ctx.vocab_size
+        # Sizes given and invariants unchecked: checking the indices would read them on the host.
+        weight = torch.sparse_coo_tensor(
+            index, grad_weight, (V, grad_weight.shape[1]), check_invariants=False
+        )
+        bias = torch.sparse_coo_tensor(index, grad_bias, (V,), check_invariants=False)
+        return None, weight, bias
+
+
 class SampledSoftmax(FullSoftmax):
     """Full softmax parameters trained with TF's `sampled_softmax_loss`, as bilm-tf.
 
@@ -125,13 +149,23 @@ class SampledSoftmax(FullSoftmax):
     -log(expected count) (log-Q); a negative equal to the row's target removed (TF's
     remove_accidental_hits). With n_negatives >= V every class is a candidate and the loss is
     the full softmax. Eval mode and `log_probs` are exact, inherited from `FullSoftmax`.
+
+    With `sparse_grad`, `weight` and `bias` get sparse gradients holding only the targets' and
+    negatives' rows (bilm-tf's `IndexedSlices`); only an optimizer that takes them may step
+    (`training.optim.enable_sparse_updates` switches it on where the update is exact).
     """
 
     def __init__(
-        self, hidden_dim: int, vocab_size: int, n_negatives: int, eval_chunk_size: int = 32768
+        self,
+        hidden_dim: int,
+        vocab_size: int,
+        n_negatives: int,
+        eval_chunk_size: int = 32768,
+        sparse_grad: bool = False,
     ) -> None:
         super().__init__(hidden_dim, vocab_size, eval_chunk_size)
         self.n_negatives = n_negatives
+        self.sparse_grad = sparse_grad
 
     @property
     def exhaustive(self) -> bool:
@@ -155,8 +189,12 @@ class SampledSoftmax(FullSoftmax):
         # One gather for targets and negatives (one dense V x H gradient, not two); the log-Q
         # correction (as TF, on both) and the repeat mask go into the (S,) bias, not (N, S).
         rows = torch.cat([targets, ids])  # (N + S,)
-        weight = self.weight[rows]  # (N + S, H)
-        bias = self.bias[rows] - self.log_expected_count(rows)  # (N + S,)
+        if self.sparse_grad:
+            weight, bias = _GatherRows.apply(rows, self.weight, self.bias)  # (N + S, H), (N + S,)
+        else:
+            # index_select: a backward that sums repeated rows in a fixed order (bit-exact runs)
+            weight, bias = self.weight.index_select(0, rows), self.bias.index_select(0, rows)
+        bias = bias - self.log_expected_count(rows)  # (N + S,)
         true_logit = (hidden * weight[:N]).sum(dim=-1) + bias[:N]  # (N,)
         sampled_bias = bias[N:].masked_fill(~keep, -math.inf)  # (S,)
         sampled = F.linear(hidden, weight[N:], sampled_bias)  # (N, S)

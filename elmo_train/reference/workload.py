@@ -1,6 +1,6 @@
 """Synthetic training batches and FLOP counts: the workload `scripts/benchmark.py` times."""
 
-import string
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,24 +10,35 @@ from elmo_train.model.chars import word_to_char_ids
 from elmo_train.model.config import BiLMConfig
 
 
-def synthetic_types(n_types: int, rng: np.random.Generator) -> torch.Tensor:
-    """Char ids `(n_types, 50)` of distinct random lowercase words of 2..11 letters."""
-    letters = np.array(list(string.ascii_lowercase))
+def synthetic_words(n_types: int, rng: np.random.Generator) -> list[str]:
+    """Distinct random lowercase words of 2..11 letters (lengths uniform)."""
     words: dict[str, None] = {}
     while len(words) < n_types:
-        length = int(rng.integers(2, 12))
-        words.setdefault("".join(rng.choice(letters, length)), None)
+        n = n_types - len(words)
+        lengths = rng.integers(2, 12, n)
+        letters = rng.integers(ord("a"), ord("z") + 1, (n, 11), dtype=np.uint8)
+        for row, length in zip(letters, lengths, strict=True):
+            words.setdefault(row[:length].tobytes().decode(), None)
+    return list(words)
+
+
+def synthetic_types(n_types: int, rng: np.random.Generator) -> torch.Tensor:
+    """Char ids `(n_types, 50)` of `synthetic_words`."""
+    words = synthetic_words(n_types, rng)
     return torch.tensor([word_to_char_ids(w) for w in words], dtype=torch.long)
+
+
+def zipf_ids(n_types: int, shape, zipf: float, rng: np.random.Generator) -> np.ndarray:
+    """Ids in [0, n_types) drawn with P(k) proportional to 1 / (k + 1)^zipf."""
+    cdf = np.cumsum(1.0 / np.arange(1, n_types + 1) ** zipf)
+    return np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(shape)), n_types - 1)
 
 
 def make_batch(
     type_chars: torch.Tensor, batch_size: int, steps: int, zipf: float, rng: np.random.Generator
 ) -> Batch:
     """A stream-mode batch whose backward stream reads the forward tokens right to left."""
-    n_types = type_chars.shape[0]
-    cdf = np.cumsum(1.0 / np.arange(1, n_types + 1) ** zipf)
-    ids = np.searchsorted(cdf / cdf[-1], rng.random((batch_size, steps + 2)))  # (B, T+2)
-    ids = torch.from_numpy(np.minimum(ids, n_types - 1))
+    ids = torch.from_numpy(zipf_ids(type_chars.shape[0], (batch_size, steps + 2), zipf, rng))
     fwd_chars = type_chars[ids[:, 1 : steps + 1]]  # (B, T, 50)
     return Batch(
         fwd_chars=fwd_chars,
@@ -37,6 +48,22 @@ def make_batch(
         mask=torch.ones(batch_size, steps, dtype=torch.bool),
         reset=torch.zeros(batch_size, dtype=torch.bool),
     )
+
+
+def write_synthetic_corpus(
+    directory: Path, vocab_size: int, n_tokens: int, rng: np.random.Generator, zipf: float = 1.0
+) -> None:
+    """`vocab.txt` (bilm-tf's format: `<S>`, `</S>`, `<UNK>`, then words by frequency rank) and
+    `train.txt`, `valid.txt` of 5..30-word sentences drawn Zipf(`zipf`) over those words: a
+    stand-in for the 1B Word Benchmark's vocabulary (793,471) that a test machine can make."""
+    words = np.array(synthetic_words(vocab_size - 3, rng))
+    (directory / "vocab.txt").write_text("\n".join(["<S>", "</S>", "<UNK>", *words]) + "\n")
+    for name, size in (("train.txt", n_tokens), ("valid.txt", max(n_tokens // 50, 1000))):
+        tokens = words[zipf_ids(len(words), size, zipf, rng)]
+        ends = np.cumsum(rng.integers(5, 31, size))
+        ends = ends[ends < size]
+        lines = (" ".join(sentence) for sentence in np.split(tokens, ends))
+        (directory / name).write_text("\n".join(lines) + "\n")
 
 
 def macs_per_token(config: BiLMConfig, n_negatives: int | None) -> dict[str, int]:
@@ -54,3 +81,16 @@ def macs_per_token(config: BiLMConfig, n_negatives: int | None) -> dict[str, int
     if n_negatives is not None:
         macs["softmax"] = D * (n_negatives + 1) * P
     return macs
+
+
+# Dense peak TFLOP/s (no sparsity) of the GPUs the project measures on; the H200 has the H100
+# SXM's compute. "fp32" is IEEE float32 (TF32 off).
+PEAK_TFLOPS = {"H100": {"fp32": 67.0, "bf16": 989.0}, "H200": {"fp32": 67.0, "bf16": 989.0}}
+
+
+def peak_tflops(device_name: str, precision: str) -> float | None:
+    """The peak of a GPU named like torch.cuda.get_device_name() reports it; None if unknown."""
+    for gpu, peaks in PEAK_TFLOPS.items():
+        if gpu in device_name:
+            return peaks[precision]
+    return None

@@ -168,6 +168,14 @@ class FreezeBiLMWarmup(Callback):
             raise UserError(f"callbacks.softmax_warmup.steps={steps}: use 0 or more")
         self.steps = steps
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit" and 0 < trainer.max_steps <= self.steps:
+            raise UserError(
+                f"callbacks.softmax_warmup.steps={self.steps} is not below the run's "
+                f"{trainer.max_steps} steps: the biLM would stay exactly the pretrained one; "
+                "train longer or lower callbacks.softmax_warmup.steps (0 turns it off)"
+            )
+
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.global_step < self.steps:
             rank_zero_info(

@@ -1,4 +1,11 @@
-"""Callbacks of elmo-train's own."""
+"""Callbacks of elmo-train's own.
+
+The one module that leans on Lightning beyond its public hooks: `StepCheckpoint` calls
+`ModelCheckpoint`'s own saving methods, and `validation_follows` and the checkpoints' timing rely
+on how Lightning 2.6 schedules validation and resumes a checkpoint written at the end of a batch
+or of a validation. tests/training/test_callbacks.py and the resume tests of tests/test_train.py
+pin that behaviour; pyproject.toml bounds `lightning` to the minor version they ran on.
+"""
 
 import hashlib
 from pathlib import Path
@@ -6,7 +13,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class DataAudit(L.Callback):
@@ -43,60 +49,42 @@ class DataAudit(L.Callback):
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """`ModelCheckpoint` every N steps, written after the validation that falls on the same step.
+    """`ModelCheckpoint` every N steps and at the last step, written after the validation that
+    falls on the same step.
 
     Lightning writes a step checkpoint at the end of the training batch, before that step's
     validation, and a run resumed from it does not validate again: the perplexity of that
     validation was never logged if the run died during it, and the plateau schedule (Kim et al.)
     missed a comparison. A checkpoint due on a validation step waits for `on_validation_end`,
     after the scores are logged and the schedule has stepped; Lightning resumes from such a
-    checkpoint without validating twice.
+    checkpoint without validating twice. `save_step` writes one now, for a stop on a signal
+    (`elmo_train.training.preemption`).
 
-    A run stopped by SIGTERM (SLURM or Kubernetes preemption, `kill`) stops after the step or
-    the validation it is in, with a checkpoint of that step, so the resumed run loses nothing
-    and validates exactly as the uninterrupted run would have. Other exceptions (Ctrl-C, out of
-    memory) can stop a step halfway and save nothing.
+    The last step is always saved (Lightning's `save_last` keeps the newest periodic one), and
+    no `-v1` copies are made: a resumed copy of a run directory overwrites its own files.
     """
 
-    _save_after_validation = False
-    _sigterm_during_validation = False
+    def __init__(self, **kwargs) -> None:
+        super().__init__(enable_version_counter=False, **kwargs)
+        self._save_after_validation = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0
-        if due and _validation_follows(trainer):
-            self._save_after_validation = True
+        step = trainer.global_step
+        due = self._every_n_train_steps > 0 and step % self._every_n_train_steps == 0
+        if not (due or step == trainer.max_steps):
             return
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    def on_validation_batch_end(self, trainer, *args, **kwargs) -> None:
-        # Lightning stops mid-validation on SIGTERM, and a checkpoint cannot hold half a
-        # validation: the signal is hidden until the validation ends. Not under DDP, where
-        # Lightning's signal handlers broadcast to the other ranks and rely on its own stops.
-        if trainer.received_sigterm and trainer.state.fn == "fit" and trainer.world_size == 1:
-            self._sigterm_during_validation = True
-            trainer._signal_connector.received_sigterm = False
+        if validation_follows(trainer):
+            self._save_after_validation = True
+        else:
+            self.save_step(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)
-        if self._save_after_validation or self._sigterm_during_validation:
+        if self._save_after_validation or trainer.should_stop:  # early stopping: the last step
             self._save_after_validation = False
-            self._save_step(trainer)
-        if self._sigterm_during_validation:  # the training loop stops after this validation
-            self._sigterm_during_validation = False
-            trainer._signal_connector.received_sigterm = True
+            self.save_step(trainer)
 
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # SIGTERM during a training step: Lightning stops after it. A validation step was saved
-        # at on_validation_end: Lightning counts the step once more when it resumes from a
-        # checkpoint written after that, so a signal arriving in between keeps the older one.
-        if (
-            isinstance(exception, SIGTERMException)
-            and trainer.training
-            and not _validation_follows(trainer)
-        ):
-            self._save_step(trainer)
-
-    def _save_step(self, trainer) -> None:
+    def save_step(self, trainer) -> None:
         """The step's checkpoint and last.ckpt, as ModelCheckpoint writes them (once per step)."""
         if self._should_skip_saving_checkpoint(trainer):  # includes: this step is saved
             return
@@ -105,11 +93,16 @@ class StepCheckpoint(ModelCheckpoint):
         self._save_last_checkpoint(trainer, candidates)
 
 
-def _validation_follows(trainer: L.Trainer) -> bool:
-    """Whether Lightning validates right after the current training batch (its own decision)."""
-    epoch_loop = trainer.fit_loop.epoch_loop
-    has_batches = sum(trainer.num_val_batches) > 0
-    return has_batches and epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+def validation_follows(trainer: L.Trainer) -> bool:
+    """Whether Lightning validates right after the training batch that just ended.
+
+    train.py gives the Trainer an integer `val_check_interval` and `check_val_every_n_epoch=None`:
+    Lightning then validates after every `val_check_interval`-th batch of the run, if it has
+    anything to validate (tests/training/test_callbacks.py pins this against Lightning's loop).
+    """
+    batches = trainer.fit_loop.total_batch_idx + 1
+    interval = trainer.val_check_batch
+    return trainer.enable_validation and interval != float("inf") and batches % interval == 0
 
 
 class RunProgressBar(RichProgressBar):

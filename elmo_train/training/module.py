@@ -6,6 +6,7 @@ perplexity is always the exact full softmax, token-weighted, per direction.
 """
 
 import dataclasses
+import logging
 import math
 import resource
 import time
@@ -20,7 +21,19 @@ from elmo_train.model.batch import Batch
 from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.config import BiLMConfig, CharCNNConfig, LSTMConfig, SoftmaxConfig
 from elmo_train.model.lstm import LSTMState
-from elmo_train.training.optim import OptimizerConfig, PlateauHalving, build_optimizer, warmup_decay
+from elmo_train.training.compile import CompileConfig, compile_bilm
+from elmo_train.training.nonfinite import NonFiniteGuard, all_finite
+from elmo_train.training.optim import (
+    OptimizerConfig,
+    PlateauHalving,
+    build_optimizer,
+    clip_gradients_,
+    enable_sparse_updates,
+    grad_norm,
+    warmup_decay,
+)
+
+log = logging.getLogger(__name__)
 
 
 def model_config_from_dict(model: dict) -> BiLMConfig:
@@ -36,10 +49,16 @@ class BiLMModule(L.LightningModule):
         optimizer: dict,
         seed: int = 0,
         vocab: list[str] | None = None,
+        skip_nonfinite_steps: int = 0,
+        compile: CompileConfig | None = None,
     ):
         super().__init__()
-        # Plain containers only, so checkpoints load with torch.load(weights_only=True).
-        self.save_hyperparameters(ignore=["vocab"])
+        # Plain containers only, so checkpoints load with torch.load(weights_only=True). The
+        # run's tolerance of non-finite steps and its compilation are the run's config, not
+        # the model's.
+        self.save_hyperparameters(ignore=["vocab", "skip_nonfinite_steps", "compile"])
+        self.compile_config = compile or CompileConfig()
+        self._compiled = False
         self.model_config = model_config_from_dict(model)
         self.optimizer_config = OptimizerConfig(**optimizer)
         self.lm = LanguageModel(self.model_config, vocab_size)
@@ -47,6 +66,9 @@ class BiLMModule(L.LightningModule):
         self.card = ModelCard()  # how the model was made, saved for `elmo export`
         self.config_yaml = ""  # the resolved training config, saved for `elmo export`
         self.plateau = PlateauHalving(self.optimizer_config)
+        self.guard = NonFiniteGuard(skip_nonfinite_steps)
+        self._good_checkpoint: int | None = None  # step of the newest checkpoint saved or resumed
+        self._step_loss = torch.zeros(())
         self._train_state: LSTMState | None = None
         self._val_states: list[LSTMState | None] = []
         self._val_sums: list[torch.Tensor] = []
@@ -63,12 +85,24 @@ class BiLMModule(L.LightningModule):
         # Dropout masks and softmax negatives are a pure function of (seed, step, rank), so a
         # resumed run draws exactly what an uninterrupted one would, and ranks draw apart.
         torch.manual_seed(hash((self.hparams.seed, self.global_step, self.global_rank)) % 2**63)
+        if not self._compiled:  # the first batch gives the shapes to compile for
+            self._compiled = True
+            state = continued_state(self._train_state, batch)
+            with self.trainer.precision_plugin.forward_context():
+                line = compile_bilm(
+                    self.lm.bilm, self.compile_config, lambda: self.lm(batch, state).loss
+                )
+            if self.trainer.is_global_zero:
+                log.info(line)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         out = self.lm(batch, continued_state(self._train_state, batch))
         self._train_state = out.state.detach()
+        self._step_loss = out.loss.detach()
         sampled = "_sampled" if self.model_config.softmax.kind == "sampled" else ""
-        self.log("train/loss", out.loss, prog_bar=True)
+        # On the bar only on CPU: a GPU would sync every step to show it (ProgressLog reads it
+        # every few seconds instead).
+        self.log("train/loss", out.loss, prog_bar=self.device.type == "cpu")
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         for name, nll in zip(self.directions, out.nll, strict=True):
             self.log(f"train/ppl_{name}{sampled}", torch.exp(nll.detach()))
@@ -76,8 +110,16 @@ class BiLMModule(L.LightningModule):
             return out.loss * out.n_targets / batch.mask.shape[0]
         return out.loss
 
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # After the update, as Kim's loop, and before any callback can checkpoint the step.
+        self.lm.bilm.char_encoder.zero_padding_char_()
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.lm.bilm.char_encoder.zero_padding_char_()  # after the optimizer step, as Kim's loop
+        if self.global_step % self.trainer.log_every_n_steps == 0:  # metrics are logged now
+            self._stop_if_diverged()
+            if self.guard.allowed:
+                self.log("train/nonfinite_steps", float(self.guard.bad_steps()))
         # Wall time between step ends over a window: data loading included, and no device
         # sync needed (queued GPU work evens out over the window).
         self._step_ends.append(time.perf_counter())
@@ -144,7 +186,64 @@ class BiLMModule(L.LightningModule):
 
     # --- optimiser ------------------------------------------------------------------------
 
+    def on_fit_start(self) -> None:
+        # A GradScaler (16-bit mixed precision) skips steps whose gradients overflow by design.
+        self.guard.check_gradients = self.trainer.precision != "16-mixed"
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """Clip at the global norm (bilm-tf's all_clip_norm_val) and judge the step: a step whose
+        loss or gradient norm is not finite changes nothing. The norm is computed once, here;
+        on CPU the verdict is read at once, on a GPU only when metrics or checkpoints are."""
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        params = [p for p in params if p.grad is not None]
+        if gradient_clip_val is not None and gradient_clip_algorithm != "value":
+            norm = clip_gradients_(params, gradient_clip_val)  # the norm before clipping
+        else:
+            norm = grad_norm(params)
+            if gradient_clip_val is not None:
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        loss = self.trainer.strategy.reduce(self._step_loss, reduce_op="sum")  # ranks agree
+        sync = self.device.type == "cpu"
+        finite = self.guard.judge(params, norm, loss, self.global_step + 1, sync)
+        if self._train_state is not None:  # after a bad step the next batch starts from zero
+            h, c = self._train_state.h, self._train_state.c
+            self._train_state = LSTMState(torch.where(finite, h, 0), torch.where(finite, c, 0))
+        if sync:
+            self._stop_if_diverged()
+
+    def _stop_if_diverged(self) -> None:
+        """One line, once more steps were not finite than `skip_nonfinite_steps` allows."""
+        step = self.guard.stop_step()  # reads the device
+        if step is None:
+            return
+        allowed = self.guard.allowed
+        skipped = (
+            f" ({allowed} such steps skipped before it: skip_nonfinite_steps)" if allowed else ""
+        )
+        raise UserError(
+            f"step {step}: the loss or gradient norm is not finite{skipped}; training stopped. "
+            f"{self._restart_hint()}, with a lower optimizer.lr or skip_nonfinite_steps=N"
+        )
+
+    def _restart_hint(self) -> str:
+        if self._good_checkpoint is None:
+            return "No checkpoint yet: start again"
+        return f"The last good checkpoint is step {self._good_checkpoint}: resume=true from it"
+
+    def on_train_end(self) -> None:
+        self._stop_if_diverged()
+
     def configure_optimizers(self):
+        # Only the softmax rows a batch touches are updated where that is exact (bilm-tf's
+        # sparse Adagrad; training/optim.py); clipping by value cannot take sparse gradients.
+        if self.trainer.gradient_clip_algorithm != "value":
+            line = enable_sparse_updates(
+                self.lm.output, self.optimizer_config, self.trainer.world_size
+            )
+            if line and self.trainer.is_global_zero:
+                log.info(line)
         # Lightning refuses to clip the gradients of a fused optimizer under mixed precision.
         fused = "mixed" not in str(self.trainer.precision)
         optimizer = build_optimizer(self.optimizer_config, self.parameters(), fused)
@@ -160,6 +259,15 @@ class BiLMModule(L.LightningModule):
     # --- checkpoints: everything needed to continue exactly --------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning calls this before it writes anything: no checkpoint of a diverged run.
+        self._stop_if_diverged()
+        if not all_finite(self.parameters()):
+            raise UserError(
+                f"step {self.global_step}: the weights are not finite, so no checkpoint was "
+                f"written. {self._restart_hint()}, with a lower optimizer.lr"
+            )
+        self._good_checkpoint = self.global_step
+        checkpoint["nonfinite"] = self.guard.state_dict()
         checkpoint["vocab"] = self.vocab
         checkpoint["card"] = self.card.to_dict()
         checkpoint["config_yaml"] = self.config_yaml
@@ -182,6 +290,8 @@ class BiLMModule(L.LightningModule):
         self.card = ModelCard.from_dict(checkpoint.get("card") or {})
         self.config_yaml = checkpoint.get("config_yaml", "")
         self.plateau.load_state_dict(checkpoint["plateau"])
+        self.guard.load_state_dict(checkpoint.get("nonfinite", {"bad_steps": 0}))
+        self._good_checkpoint = checkpoint["global_step"]
         saved = checkpoint.get("lstm_state")
         if saved is not None:
             h, c = saved["h"], saved["c"]

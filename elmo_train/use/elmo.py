@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elmo_train.formats.bilm_tf import load_bilm
-from elmo_train.formats.model_dir import load_model_dir
+from elmo_train.formats.model_dir import load_bilm_dir
 from elmo_train.model.bilm import BiLM
 from elmo_train.model.chars import BOS_TOKEN, EOS_TOKEN, word_to_char_ids
 from elmo_train.use.embedder import require_elmo_layers
@@ -110,25 +110,46 @@ def _allennlp_norm(tensor: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 class Elmo(nn.Module):
-    """AllenNLP's `Elmo`: one biLM pass, `num_output_representations` scalar mixes, dropout.
+    """AllenNLP's `Elmo`, with its signature: one biLM pass, `num_output_representations` scalar
+    mixes, dropout.
 
-    `requires_grad=True` fine-tunes the biLM with the downstream model; by default its parameters
-    are frozen. The biLM always runs without its training dropout, as AllenNLP's `_ElmoBiLm`;
-    `dropout` applies to each mixed representation (after the boundaries are removed).
-    `scalar_mix_parameters` fixes every mix's pre-softmax weights and freezes the mixes.
+    `Elmo(options_file, weight_file, num_output_representations)` loads bilm-tf's
+    `options.json` + `weights.hdf5` (released ELMo files, or those in a model directory);
+    `module=` takes a `BiLM` instead (`from_model_dir` does that). `requires_grad=True` fine-tunes
+    the biLM with the downstream model; by default its parameters are frozen. The biLM always
+    runs without its training dropout, as AllenNLP's `_ElmoBiLm`; `dropout` applies to each
+    mixed representation. `scalar_mix_parameters` fixes every mix's pre-softmax weights and
+    freezes the mixes. `do_layer_norm=True` is AllenNLP's whole-batch norm (`layer_norm=
+    "allennlp"`); `layer_norm="token"` is a per-token one.
+
+    `vocab_to_cache` (and `forward`'s `word_inputs`) are accepted so AllenNLP code runs
+    unchanged, and change nothing: in AllenNLP they only spare the char CNN by looking up its
+    output for known words, and our char CNN already runs once per distinct token of a batch
+    (`CharEncoder.forward`); the vectors are the same either way.
     """
 
     def __init__(
         self,
-        bilm: BiLM,
+        options_file: str | Path | None,
+        weight_file: str | Path | None,
         num_output_representations: int,
         requires_grad: bool = False,
+        do_layer_norm: bool = False,
         dropout: float = 0.5,
+        vocab_to_cache: list[str] | None = None,
         keep_sentence_boundaries: bool = False,
-        layer_norm: str | None = None,
         scalar_mix_parameters: list[float] | None = None,
+        module: BiLM | None = None,
+        layer_norm: str | None = None,
     ) -> None:
         super().__init__()
+        if module is not None and (options_file is not None or weight_file is not None):
+            raise ValueError("pass either options_file and weight_file, or module, not both")
+        if module is None and (options_file is None or weight_file is None):
+            raise ValueError("Elmo needs options_file and weight_file (or a BiLM as module=)")
+        if do_layer_norm and layer_norm not in (None, "allennlp"):
+            raise ValueError(f"do_layer_norm=True is layer_norm='allennlp', not {layer_norm!r}")
+        bilm = module if module is not None else load_bilm(options_file, weight_file)
         self.bilm = require_elmo_layers(bilm)
         for parameter in self.bilm.parameters():
             parameter.requires_grad_(requires_grad)
@@ -137,7 +158,7 @@ class Elmo(nn.Module):
         self.scalar_mixes = nn.ModuleList(
             ScalarMix(
                 bilm.n_layers + 1,
-                layer_norm=layer_norm,
+                layer_norm="allennlp" if do_layer_norm else layer_norm,
                 initial_scalar_parameters=scalar_mix_parameters,
                 trainable=scalar_mix_parameters is None,
             )
@@ -149,15 +170,8 @@ class Elmo(nn.Module):
     def from_model_dir(
         cls, directory: str | Path, num_output_representations: int, **kwargs
     ) -> "Elmo":
-        lm, _ = load_model_dir(directory)
-        return cls(lm.bilm, num_output_representations, **kwargs)
-
-    @classmethod
-    def from_files(
-        cls, options: str | Path, weights: str | Path, num_output_representations: int, **kwargs
-    ) -> "Elmo":
-        """From `options.json` + `weights.hdf5` in bilm-tf's format (released ELMo files)."""
-        return cls(load_bilm(options, weights), num_output_representations, **kwargs)
+        bilm = load_bilm_dir(directory)
+        return cls(None, None, num_output_representations, module=bilm, **kwargs)
 
     def get_output_dim(self) -> int:
         return self.bilm.output_dim
@@ -167,15 +181,17 @@ class Elmo(nn.Module):
         self.bilm.eval()  # no dropout inside the biLM, even while fine-tuning it
         return self
 
-    def forward(self, char_ids: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    def forward(
+        self, inputs: torch.Tensor, word_inputs: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """Char ids `(B, T, 50)` without boundaries (any leading dims) -> representations.
 
         Returns `{"elmo_representations": k x (B, T, D), "mask": (B, T)}`; with
         `keep_sentence_boundaries` both have `T + 2` steps, `<S>` first and `</S>` after each
         row's last token.
         """
-        leading = char_ids.shape[:-2]
-        char_ids = char_ids.reshape(-1, *char_ids.shape[-2:])  # (B, T, 50)
+        leading = inputs.shape[:-2]
+        char_ids = inputs.reshape(-1, *inputs.shape[-2:])  # (B, T, 50)
         mask = (char_ids > 0).any(dim=-1)  # (B, T)
         with_boundaries = add_sentence_boundaries(char_ids, mask)  # (B, T+2, 50)
         out = self.bilm(with_boundaries)

@@ -1,13 +1,18 @@
-"""Contextual embeddings from a trained biLM: sentences in, per-layer arrays out."""
+"""Contextual embeddings from a trained biLM: sentences in, per-layer arrays out.
+
+A model trained with `data.normalize` (NFC/NFKC) records it in its directory's config.yaml;
+`Embedder.from_model_dir` applies the same normal form to every token, so `é` typed either way
+gets the vector the model learned for it."""
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
 
+from elmo_train.data.files import normalizer
 from elmo_train.errors import UserError
 from elmo_train.formats.bilm_tf import load_bilm
-from elmo_train.formats.model_dir import load_model_dir
+from elmo_train.formats.model_dir import load_bilm_dir, training_data
 from elmo_train.model.bilm import BiLM
 from elmo_train.model.chars import batch_to_ids, with_boundaries
 from elmo_train.model.lstm import LSTMState
@@ -34,14 +39,19 @@ class Embedder:
     batch row carries its LSTM state into the same row of the next batch.
     """
 
-    def __init__(self, bilm: BiLM, device: str | torch.device = "cpu"):
+    def __init__(
+        self, bilm: BiLM, device: str | torch.device = "cpu", normalize: str | None = None
+    ):
         self.device = torch.device(device)
         self.bilm = require_elmo_layers(bilm).to(self.device).eval()
+        self.normalize = normalize  # the Unicode normal form the model was trained on, or None
+        self._normal = normalizer(normalize)
 
     @classmethod
     def from_model_dir(cls, directory: str | Path, device: str = "cpu") -> "Embedder":
-        lm, _ = load_model_dir(directory)
-        return cls(lm.bilm, device)
+        """The biLM of a model directory (its softmax is not needed) and its normal form."""
+        normalize = training_data(directory).get("normalize")
+        return cls(load_bilm_dir(directory), device, normalize)
 
     @classmethod
     def from_files(
@@ -63,6 +73,8 @@ class Embedder:
         self, sentences: list[list[str]], state: LSTMState | None = None
     ) -> tuple[list[torch.Tensor], LSTMState]:
         """`(n_layers + 1, n_tokens, dim)` per sentence, `<S>`/`</S>` removed, and the state."""
+        if self.normalize is not None:
+            sentences = [[self._normal(token) for token in s] for s in sentences]
         char_ids = batch_to_ids(with_boundaries(sentences)).to(self.device)  # (B, T+2, 50)
         out = self.bilm(char_ids, state)
         layers = torch.stack(out.activations, dim=1)  # (B, L+1, T+2, dim)

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 
 from elmo_train.data.stream import BatchStream, TokenStore
 from elmo_train.errors import UserError
+from elmo_train.formats.atomic import write_atomic
 from elmo_train.formats.vocab_file import Vocabulary
 from elmo_train.model.bilm import LanguageModel
 
@@ -160,21 +161,30 @@ def evaluate(
     batch_size: int = 64,
     window: int = 20,
     mode: str = "stream",
+    max_sentence_tokens: int = 400,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> EvalResult:
     """Full-softmax NLL of every target of `store`, state carried across batches.
 
-    `mode`: `stream` (bilm-tf: rows take the sentences in turn) or `contiguous` (Kim et al.:
-    each row reads one contiguous part of the text). `progress(batch, n_batches, tokens)` is
-    called after each batch.
+    `mode`: `stream` (bilm-tf: rows take the sentences in turn), `contiguous` (Kim et al.:
+    each row reads one contiguous part of the text) or `sentence` (one sentence per row, zero
+    state, pieces of `max_sentence_tokens`). `progress(batch, n_batches, tokens)` is called
+    after each batch.
     """
     device = torch.device(device)
     lm = lm.to(device).eval()
     directions = ["fwd", "bwd"][: lm.bilm.n_directions]
     unk_rows = eval_vocab.unk_rows.to(device)
-    stream = BatchStream(store, batch_size=batch_size, window=window, mode=mode, training=False)
+    stream = BatchStream(
+        store,
+        batch_size=batch_size,
+        window=window,
+        mode=mode,
+        training=False,
+        max_sentence_tokens=max_sentence_tokens,
+    )
     loader = DataLoader(stream, batch_size=None, num_workers=num_workers)
     state = lm.bilm.lstm.zero_state(batch_size, lm.bilm.lstm.weight_h[0])
     sums = torch.zeros(len(directions), dtype=torch.float64, device=device)
@@ -239,6 +249,4 @@ def format_table(metrics: dict) -> str:
 
 
 def write_json(path: str | Path, metrics: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_atomic(path, json.dumps(metrics, indent=2) + "\n", "JSON file")

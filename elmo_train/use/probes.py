@@ -52,7 +52,7 @@ def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark dropped
     except UnicodeDecodeError as error:
         line = path.read_bytes()[: error.start].count(b"\n") + 1
         raise UserError(f"{path}:{line}: not UTF-8; re-encode the file as UTF-8") from None

@@ -3,8 +3,10 @@
 import dataclasses
 import itertools
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +15,7 @@ import lightning as L
 import pytest
 import torch
 
+from elmo_train.config import DataConfig
 from elmo_train.data.datamodule import ElmoDataModule
 from elmo_train.errors import UserError
 from elmo_train.model.batch import Batch
@@ -42,7 +45,7 @@ def corpus(tmp_path) -> dict[str, str]:
 
 def make(corpus: dict, **kw) -> ElmoDataModule:
     options = dict(batch_size=4, window=5, num_workers=0, num_proc=1, shuffle_block=64)
-    dm = ElmoDataModule(**corpus, **{**options, **kw})
+    dm = ElmoDataModule(DataConfig(**corpus, **{**options, **kw}))
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -94,9 +97,9 @@ def test_state_dict_follows_the_trainer_and_sets_the_start(corpus):
 
 def test_bad_options_are_user_errors(corpus):
     with pytest.raises(UserError, match="data.mode"):
-        ElmoDataModule(**corpus, mode="documents")
+        DataConfig(**corpus, mode="documents")
     with pytest.raises(UserError, match="data.window"):
-        ElmoDataModule(**corpus, window=0)
+        DataConfig(**corpus, window=0)
     too_many_rows = make(corpus, mode="contiguous", batch_size=301)
     with pytest.raises(UserError, match="300 sentences, fewer than the 301 rows"):
         too_many_rows.train_dataloader()
@@ -189,3 +192,90 @@ def test_workers_outlive_a_sigterm_from_outside_but_not_one_from_the_main_proces
     os.kill(worker, signal.SIGTERM)  # sent by the main process, as multiprocessing does at exit
     assert _gone(worker)
     del batches
+
+
+# --- the typed data config ------------------------------------------------------------------
+
+
+def test_every_data_key_is_typed_and_checked(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from elmo_train.config import config_dir, register_configs
+
+    register_configs()
+    mine = tmp_path / "configs" / "data"
+    mine.mkdir(parents=True)
+    (mine / "mine.yaml").write_text("defaults:\n  - text\ntrain: t.txt\nbatchsize: 8\n")
+    search = f"hydra.searchpath=[file://{tmp_path / 'configs'}]"
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["data=ptb"])
+        data = OmegaConf.to_object(cfg.data)
+        assert isinstance(data, DataConfig) and (data.batch_size, data.window) == (20, 35)
+        assert data.cache_dir is None  # one default: data.prepare.default_cache_dir()
+        with pytest.raises(Exception, match="batchsize"):  # a misspelled key in a YAML file
+            compose("train", overrides=["data=mine", search])
+        added = compose("train", overrides=["+data.batchsize=8"])  # Hydra lets `+` add it
+        with pytest.raises(
+            UserError, match=r"data.batchsize is not .* \(did you mean data.batch_size"
+        ):
+            DataConfig.from_config(added.data)
+        with pytest.raises(Exception, match="batch_size"):  # a value of the wrong type
+            compose("train", overrides=["data.batch_size=many"])
+    for key, value, message in [
+        ("mode", "documents", "data.mode=documents: use one of stream, contiguous, sentence"),
+        ("normalize", "NFD", "data.normalize=NFD: use one of null, NFC, NFKC"),
+        ("eval_batch_size", 0, "data.eval_batch_size=0: use 1 or more"),
+        ("num_workers", -1, "data.num_workers=-1: use 0 or more"),
+        ("vocab_max_size", 3, "data.vocab_max_size=3: use 4 or more"),
+        ("val_splits", ["test"], "data.val_splits=['test']: use [valid] or [valid, test]"),
+        ("train", [], "data.train is not set"),
+    ]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            DataConfig(**{"train": "t.txt", key: value})
+
+
+def test_own_training_file_with_the_demo_validation_set_is_refused(tmp_path):
+    """`elmo train data.train=mine.txt` without `data=text` kept the demo's validation text."""
+    mine = tmp_path / "mine.txt"
+    mine.write_text("a sentence of my own .\n", encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "elmo_train", "train", f"data.train={mine}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and run.stderr.splitlines()[-1] == (
+        f"elmo: error: data.train={mine} replaces the built-in corpus, but data.valid is still "
+        "the built-in demo's: add data=text to train on your own files (with data.valid=FILE "
+        "for held-out perplexity)"
+    )
+    assert DataConfig(train=str(mine), valid=None).valid is None  # data=text: fine
+    from elmo_train.demo.corpus import corpus_path
+
+    assert DataConfig(train=str(corpus_path("train")), valid=str(corpus_path("valid"))).builtin
+
+
+def test_validation_sharing_almost_no_words_with_the_vocabulary_is_refused(corpus, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("ein Hund lief über die Wiese\n" * 10 + "the cat sat\n", encoding="utf-8")
+    with pytest.raises(UserError) as caught:
+        make({**corpus, "valid": str(other)})
+    assert str(caught.value) == (
+        f"data.valid={other}: 95.2% of its tokens are outside the 17-word vocabulary of "
+        "data.train, so it shares almost no words with it: check that the files are the right "
+        "ones (same language, tokenization and data.normalize)"
+    )
+
+
+def test_normalize_makes_one_word_of_both_spellings_and_keys_the_cache(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("the caf\u00e9 .\nthe cafe\u0301 .\n" * 5, encoding="utf-8")
+    common = {"train": str(text), "cache_dir": str(tmp_path / "cache")}
+    plain, nfc = make(common, batch_size=2), make({**common, "normalize": "NFC"}, batch_size=2)
+    assert "cafe\u0301" in plain.vocab and "caf\u00e9" in plain.vocab
+    assert "cafe\u0301" not in nfc.vocab and len(nfc.vocab) == len(plain.vocab) - 1
+    assert plain.stores["train"].path != nfc.stores["train"].path
+    assert nfc.stores["train"].meta["tokenizer"]["normalize"] == "NFC"

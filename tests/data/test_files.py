@@ -10,6 +10,8 @@ from elmo_train.data.files import (
     SkipStats,
     iter_line_blocks,
     iter_lines,
+    read_lines,
+    read_sentences,
     resolve_inputs,
     split_ranges,
 )
@@ -196,3 +198,28 @@ def test_skip_stats_merge_and_round_trip():
     assert a.lines == 15 and a.invalid_utf8 == 2 and a.skipped == 4
     assert a.first == {"invalid_utf8": ("f", 3), "nul_bytes": ("f", 12)}
     assert SkipStats.from_dict(a.to_dict()) == a
+
+
+# --- byte-order marks and Unicode normal forms ---------------------------------------------
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 4, 1 << 16])
+def test_a_byte_order_mark_is_not_part_of_the_first_word(tmp_path, block_bytes):
+    path = write(tmp_path / "bom.txt", "\ufeffbank river\nloan\n".encode())
+    blocks = list(iter_line_blocks(path, SkipStats(), block_bytes=block_bytes))
+    assert b"\n".join(blocks).decode().split() == ["bank", "river", "loan"]
+    # A range that does not start the file keeps its bytes (a mark there is a character).
+    stats, later = SkipStats(), write(tmp_path / "later.txt", "a\n\ufeffb\n".encode())
+    assert list(iter_lines([later], stats))[1] == "\ufeffb"
+    assert read_sentences(path) == [["bank", "river"], ["loan"]]
+    assert read_lines(path) == ["bank river", "loan"]
+
+
+def test_read_lines_normalizes_to_the_form_asked(tmp_path):
+    nfd = "cafe\u0301 de\u0301ja\u0300"  # e + combining acute: what macOS file names give
+    path = write(tmp_path / "t.txt", f"{nfd}\n".encode())
+    assert read_lines(path) == [nfd]  # by default the code points stay as they are
+    assert read_lines(path, "NFC") == ["café déjà"]
+    assert read_sentences(path, "NFKC") == [["café", "déjà"]]
+    with pytest.raises(UserError, match="unknown Unicode normal form 'NFD'"):
+        read_lines(path, "NFD")

@@ -64,7 +64,7 @@ def test_from_sentences_round_trip(tmp_path):
     assert np.array_equal(again.tokens, store.tokens) and again.meta == store.meta
     counts = store.meta["counts"]
     assert counts["oov_tokens"] == 2 and counts["oov_types"] == 2  # "a", "dog"
-    assert counts["truncated_tokens"] == 1
+    assert counts["truncated"] == {"tokens": 1, "types": 1, "example": LONG}
 
 
 def corpus(tmp_path: Path, name: str = "train.txt", lines: list[str] | None = None) -> Path:
@@ -83,13 +83,16 @@ def test_prepare_round_trip(tmp_path, capsys):
     meta = store.meta
     assert meta["inputs"][0]["path"] == str(path.resolve())
     assert meta["inputs"][0]["size"] == path.stat().st_size
-    assert meta["tokenizer"] == {"kind": "whitespace"}
+    assert meta["tokenizer"] == {"kind": "whitespace", "normalize": None}
     assert meta["vocab"]["sha256"] == VOCAB.fingerprint()
     assert meta["counts"]["sentences"] == 4 and meta["counts"]["tokens"] == 12
     assert meta["counts"]["oov_rate"] == pytest.approx(2 / 12)
     out = capsys.readouterr().out
     assert "4 sentences, 12 tokens" in out and "OOV 2 tokens (16.67%)" in out
-    assert "1 tokens longer than 48 UTF-8 bytes kept as words" in out
+    assert (
+        "prepare: 1 tokens (8.33%; 1 types, e.g. 'üüüüüüüüüüüüüüüüüüüüüüüü…') are longer than 48"
+        in out
+    )
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [store.path.name]  # no temp left
 
 
@@ -102,19 +105,45 @@ def test_prepare_bad_lines_are_counted(tmp_path, capsys):
         f.write(b"\n   \n")
         f.write(b"y" * (10 << 20) + b"\n")  # one 10 MB line
         f.write(f"the {LONG} .\n".encode())
+        f.write(b"the cat .\nthe .\n")
     store = prepare([path], VOCAB, None, tmp_path / "cache", num_proc=1)
-    check_store(store, [["the", "cat", "sat", "."], ["the", LONG, "."]], VOCAB)
+    good = [["the", "cat", "sat", "."], ["the", LONG, "."], ["the", "cat", "."], ["the", "."]]
+    check_store(store, good, VOCAB)
     counts = store.meta["counts"]
     assert counts["skipped_lines"] == {"invalid_utf8": 1, "nul_bytes": 1, "too_long": 1}
-    assert counts["empty_lines"] == 2 and counts["lines"] == 7
+    assert counts["empty_lines"] == 2 and counts["lines"] == 9
     assert store.meta["first_skipped"]["too_long"] == {"file": str(path.resolve()), "line": 6}
+    report = [
+        f"skipped 1 lines that are not valid UTF-8 (first: {path.resolve()}:2)",
+        f"skipped 1 lines that contain NUL bytes (first: {path.resolve()}:3)",
+        f"skipped 1 lines longer than the line limit (--max-line-bytes) (first: {path.resolve()}:6)",
+        "1 tokens (8.33%; 1 types, e.g.",
+    ]
     out = capsys.readouterr().out
-    assert f"skipped 1 lines that are not valid UTF-8 (first: {path.resolve()}:2)" in out
-    assert f"skipped 1 lines that contain NUL bytes (first: {path.resolve()}:3)" in out
-    assert (
-        f"skipped 1 lines longer than the line limit (--max-line-bytes) (first: {path.resolve()}:6)"
-        in out
-    )
+    assert all(line in out for line in report)
+    # Every run says it again, also when the store comes from the cache.
+    prepare([path], VOCAB, None, tmp_path / "cache", num_proc=1)
+    out = capsys.readouterr().out
+    assert "reusing" in out and all(line in out for line in report)
+
+
+def test_prepare_refuses_a_file_that_is_mostly_not_text(tmp_path):
+    """A binary file has a few lines that happen to decode: they are no corpus."""
+    path = tmp_path / "model.bin"
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes() for _ in range(5)]
+    path.write_bytes(b"\nthe cat sat .\n".join(noise))  # 4 lines of text among the bytes
+    with pytest.raises(UserError) as caught:
+        prepare([path], VOCAB, None, tmp_path / "cache", num_proc=1, verbose=False)
+    message = str(caught.value)
+    assert f"lines of {path.resolve()} are unusable" in message and "\n" not in message
+    assert "this is not a text corpus" in message
+    with pytest.raises(UserError, match="are unusable"):
+        build_vocabulary([path])
+    # Half the lines bad is still a corpus with bad lines: counted, skipped, reported.
+    half = tmp_path / "half.txt"
+    half.write_bytes(b"the cat .\n\xff\nthe .\n\x00\n")
+    assert prepare([half], VOCAB, None, tmp_path / "cache", 1, verbose=False).n_sentences == 2
 
 
 def test_prepare_no_usable_sentences(tmp_path):
@@ -186,7 +215,7 @@ def test_open_rejects_other_directories(tmp_path):
     store = CorpusStore.from_sentences(SENTENCES, VOCAB, tmp_path / "s")
     meta = json.loads((store.path / "meta.json").read_text())
     (store.path / "meta.json").write_text(json.dumps({**meta, "format_version": 0}))
-    with pytest.raises(UserError, match="is not in format 1"):
+    with pytest.raises(UserError, match="is not in format 2"):
         CorpusStore.open(store.path)
 
 

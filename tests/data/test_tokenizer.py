@@ -116,3 +116,33 @@ def test_sentencepiece_errors(tmp_path):
         make_tokenizer("sentencepiece", tmp_path / "new.model", train_paths=[blank])
     with pytest.raises(UserError, match="unknown tokenizer 'bpe'"):
         make_tokenizer("bpe")
+
+
+NFC_WORD, NFD_WORD = "caf\u00e9", "cafe\u0301"  # é as one code point, and e + combining acute
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFKC"])
+def test_normalized_text_gives_one_token_for_both_spellings(form):
+    import unicodedata
+
+    # NFKC also folds compatibility characters: the ligature ﬁ, and ¨ (a space + a combining
+    # mark) which splits a word; the vectorised path must split exactly where str.split does.
+    lines = [f"{NFC_WORD} {NFD_WORD}", "\ufb01ne a\u00a8b", ""]
+    tokenizer = make_tokenizer("whitespace", normalize=form)
+    expected = [unicodedata.normalize(form, line).split() for line in lines]
+    assert [tokenizer.tokenize(line) for line in lines] == expected
+    block = tokenizer.encode_block("\n".join(lines).encode())
+    assert decoded(block) == expected and expected[0] == [NFC_WORD, NFC_WORD]
+    assert pickle.loads(pickle.dumps(tokenizer)).tokenize(NFD_WORD) == [NFC_WORD]  # in workers
+    assert tokenizer.identity() == {"kind": "whitespace", "normalize": form}
+    plain = WhitespaceTokenizer()
+    assert plain.tokenize(f"{NFC_WORD} {NFD_WORD}") == [NFC_WORD, NFD_WORD]  # two words
+
+
+def test_sentencepiece_normalizes_before_cutting_pieces(sp_model):
+    _, model, tokenizer = sp_model
+    nfc = make_tokenizer("sentencepiece", model, normalize="NFC")
+    assert nfc.tokenize(f"the {NFD_WORD}") == tokenizer.tokenize(f"the {NFC_WORD}")
+    assert pickle.loads(pickle.dumps(nfc)).tokenize(NFD_WORD) == nfc.tokenize(NFC_WORD)
+    assert nfc.identity()["sha256"] == tokenizer.identity()["sha256"]
+    assert nfc.identity() != tokenizer.identity()  # so cache keys differ

@@ -195,7 +195,7 @@ def test_allennlp_loading_gives_our_activations(exported):
 def test_allennlp_style_elmo_input_gives_the_same_layers(exported):
     options = json.loads((exported / "options.json").read_text())
     weights = load_allennlp(options, exported / "weights.hdf5")
-    elmo = Elmo.from_files(
+    elmo = Elmo(
         exported / "options.json",
         exported / "weights.hdf5",
         1,

@@ -5,6 +5,7 @@ from collections import Counter
 import pytest
 
 from elmo_train.data.files import SkipStats
+from elmo_train.data.scan import Truncation
 from elmo_train.data.vocab_builder import build_vocabulary, select_words, write_counts
 from elmo_train.errors import UserError
 from elmo_train.formats.vocab_file import Vocabulary
@@ -23,6 +24,12 @@ def test_load_bilm_tf_format(tmp_path):
     assert len(vocab) == 5 and "the" in vocab
     assert vocab.index(".") == 4 and vocab.index("never-seen") == 2
     assert vocab.ids(["the", "zzz", "<S>"]).tolist() == [3, 2, 0]
+
+
+def test_byte_order_mark_is_not_part_of_the_first_word(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_bytes("\ufeff<S>\n</S>\n<UNK>\nthe\n".encode())  # as Notepad saves it
+    assert Vocabulary.load(path).words == ["<S>", "</S>", "<UNK>", "the"]
 
 
 def test_specials_need_not_come_first(tmp_path):
@@ -124,11 +131,13 @@ def test_build_vocabulary_all_lines_unreadable(tmp_path):
 def test_build_vocabulary_counts_long_tokens(tmp_path):
     long = "x" * 1000
     write(tmp_path / "a.txt", f"short {long}\n{long}\n")
-    stats = SkipStats()
-    vocab, _ = build_vocabulary([tmp_path / "a.txt"], stats=stats)
+    vocab, counts = build_vocabulary([tmp_path / "a.txt"])
     assert long in vocab  # kept as a word; only the char encoder truncates it
-    assert stats.truncated_tokens == 2
-    assert "2 tokens longer than 48 UTF-8 bytes" in stats.report()[0]
+    truncation = Truncation.of(counts.keys(), counts.values())
+    assert truncation == Truncation(tokens=2, types=1, example=long)
+    assert truncation.report(3).startswith(
+        "2 tokens (66.67%; 1 types, e.g. 'xxxxxxxxxxxxxxxxxxxxxxxx…')"
+    )
 
 
 def test_build_vocabulary_bad_options(tmp_path):

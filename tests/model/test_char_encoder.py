@@ -40,14 +40,28 @@ def test_columns_cut_past_each_word_match_all_50_columns_values_and_gradients(ze
     encoder = _encoder(zero_padding_char)
     words = [["a", "bank", "x" * 48, "river"], ["of", "the", "unbelievable"]]
     types = batch_to_ids(words).view(-1, 50)  # (8, 50) with one all-zero padding row
+    full_columns = encoder.transform(encoder.pool(types))
+    _assert_same_values_and_gradients(encoder, encoder.encode_types(types), full_columns)
 
-    def full_columns(char_ids):
-        h = encoder.pool(char_ids)
-        for highway in encoder.highways:
-            h = highway(h)
-        return encoder.projection(h)
 
-    _assert_same_values_and_gradients(encoder, encoder.encode_types(types), full_columns(types))
+def test_fixed_shape_path_matches_dedup_path_values_and_gradients():
+    encoder = _encoder()
+    chars = batch_to_ids([["the", "cat", "the", "x" * 30], ["a", "cat"]])  # repeats + padding
+    assert encoder.fixed_shapes is None  # on a CPU: dedup and column cut
+    deduped = encoder(chars)
+    encoder.fixed_shapes = True  # every position, all 50 columns
+    _assert_same_values_and_gradients(encoder, encoder(chars), deduped)
+
+
+def test_fixed_shape_path_needs_no_host_sync():
+    # Meta tensors hold no data: torch.unique, .item() or a shape read from the data would
+    # raise. Off the CPU the fixed-shape path is the default.
+    encoder = _encoder().to("meta")
+    chars = torch.zeros(2, 3, 7, 50, dtype=torch.long, device="meta")
+    assert encoder(chars).shape == (2, 3, 7, 5)
+    encoder.fixed_shapes = False
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        encoder(chars)  # the dedup path reads the data
 
 
 def test_highway_gate_starts_near_identity_and_padding_row_stays_zero():

@@ -201,3 +201,20 @@ def test_sampled_training_lowers_the_exact_nll():
         layer.train()(hidden, targets).mean().backward()
         optimizer.step()
     assert exact_nll() < 0.7 * before
+
+
+def test_sparse_gradient_holds_exactly_the_dense_gradient_of_touched_rows():
+    sparse, dense = _layer("sampled", 200, n_negatives=20), _layer("sampled", 200, n_negatives=20)
+    dense.load_state_dict(sparse.state_dict())
+    sparse.sparse_grad = True
+    hidden, targets = torch.randn(6, H), torch.tensor([0, 1, 1, 150, 151, 151])
+    for layer in (sparse, dense):
+        for seed in (3, 4):  # two calls accumulate, as the two directions of a step
+            torch.manual_seed(seed)
+            (layer(hidden, targets) * torch.arange(1.0, 7.0)).sum().backward()
+            if seed == 3 and layer is sparse:
+                # one entry per gathered row, repeats kept: N + S, whatever the data
+                assert sparse.weight.grad._nnz() == sparse.bias.grad._nnz() == 6 + 20
+    assert sparse.weight.grad.is_sparse and sparse.bias.grad.is_sparse
+    torch.testing.assert_close(sparse.weight.grad.to_dense(), dense.weight.grad)
+    torch.testing.assert_close(sparse.bias.grad.to_dense(), dense.bias.grad)

@@ -1,13 +1,17 @@
 """The Elmo module and ScalarMix: the mixing math, layer norms, boundaries, masks, grads, dropout."""
 
+import inspect
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from elmo_train.model.bilm import BiLM
+from elmo_train.formats.model_dir import save_model_dir
+from elmo_train.formats.vocab_file import Vocabulary
+from elmo_train.model.bilm import BiLM, LanguageModel
 from elmo_train.model.chars import batch_to_ids, with_boundaries
-from elmo_train.model.config import BiLMConfig, CharCNNConfig, LSTMConfig
+from elmo_train.model.config import BiLMConfig, CharCNNConfig, LSTMConfig, preset
 from elmo_train.use.elmo import Elmo, ScalarMix
 from elmo_train.use.embedder import Embedder
 
@@ -21,6 +25,11 @@ def tiny_bilm() -> BiLM:
         dropout=0.3,
     )
     return BiLM(config)
+
+
+def elmo_on(bilm: BiLM, num_output_representations: int, **kwargs) -> Elmo:
+    """AllenNLP's `module=` hook: an Elmo over a biLM built in memory."""
+    return Elmo(None, None, num_output_representations, module=bilm, **kwargs)
 
 
 def test_scalar_mix_is_gamma_times_softmax_weighted_sum():
@@ -74,7 +83,7 @@ def test_selected_layer_equals_the_embedders_layer(layer):
     bilm = tiny_bilm()
     selector = [-9e10] * 3
     selector[layer] = 1.0
-    elmo = Elmo(bilm, 1, dropout=0.5, scalar_mix_parameters=selector).eval()
+    elmo = elmo_on(bilm, 1, dropout=0.5, scalar_mix_parameters=selector).eval()
     out = elmo(batch_to_ids(SENTENCES))
     expected = list(Embedder(bilm).embed(SENTENCES))
     for row, sentence in enumerate(SENTENCES):
@@ -86,21 +95,21 @@ def test_selected_layer_equals_the_embedders_layer(layer):
 def test_shapes_mask_and_boundaries():
     bilm = tiny_bilm()
     ids = batch_to_ids(SENTENCES)  # (3, 5, 50)
-    out = Elmo(bilm, 2).eval()(ids)
+    out = elmo_on(bilm, 2).eval()(ids)
     assert len(out["elmo_representations"]) == 2
     assert out["elmo_representations"][1].shape == (3, 5, 16)
     assert out["mask"].tolist() == [[True] * 5, [True] * 2 + [False] * 3, [True] * 3 + [False] * 2]
 
-    kept = Elmo(bilm, 1, keep_sentence_boundaries=True).eval()(ids)
+    kept = elmo_on(bilm, 1, keep_sentence_boundaries=True).eval()(ids)
     assert kept["elmo_representations"][0].shape == (3, 7, 16)
     assert kept["mask"].sum(dim=1).tolist() == [7, 4, 5]  # each sentence + <S> + </S>
     # Without boundaries the output is the kept output's inner positions.
     inner = kept["elmo_representations"][0][:, 1:-1] * out["mask"].unsqueeze(-1)
-    torch.testing.assert_close(inner, Elmo(bilm, 1).eval()(ids)["elmo_representations"][0])
+    torch.testing.assert_close(inner, elmo_on(bilm, 1).eval()(ids)["elmo_representations"][0])
 
 
 def test_stateless_and_leading_dims():
-    elmo = Elmo(tiny_bilm(), 1).eval()
+    elmo = elmo_on(tiny_bilm(), 1).eval()
     alone = elmo(batch_to_ids(SENTENCES[1:2]))["elmo_representations"][0][0]
     batched = elmo(batch_to_ids(SENTENCES))["elmo_representations"][0][1, :2]
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
@@ -115,7 +124,7 @@ def test_stateless_and_leading_dims():
 
 @pytest.mark.parametrize("requires_grad", [False, True])
 def test_frozen_or_trainable_bilm(requires_grad):
-    elmo = Elmo(tiny_bilm(), 2, requires_grad=requires_grad, dropout=0.0)
+    elmo = elmo_on(tiny_bilm(), 2, requires_grad=requires_grad, dropout=0.0)
     out = elmo(batch_to_ids(SENTENCES))
     sum(r.sum() for r in out["elmo_representations"]).backward()
     bilm_grads = [p.grad for p in elmo.bilm.parameters()]
@@ -130,12 +139,12 @@ def test_frozen_or_trainable_bilm(requires_grad):
 
 
 def test_fixed_scalar_mix_parameters_are_frozen():
-    elmo = Elmo(tiny_bilm(), 1, scalar_mix_parameters=[0.0, 1.0, 2.0])
+    elmo = elmo_on(tiny_bilm(), 1, scalar_mix_parameters=[0.0, 1.0, 2.0])
     assert not any(p.requires_grad for p in elmo.parameters())
 
 
 def test_dropout_only_in_training_and_never_inside_the_bilm():
-    elmo = Elmo(tiny_bilm(), 1, dropout=0.5)
+    elmo = elmo_on(tiny_bilm(), 1, dropout=0.5)
     ids = batch_to_ids(SENTENCES)
     elmo.eval()
     first = elmo(ids)["elmo_representations"][0]
@@ -148,3 +157,114 @@ def test_dropout_only_in_training_and_never_inside_the_bilm():
     assert 0.3 < zeroed.float().mean() < 0.7
     kept = dropped[real] != 0
     torch.testing.assert_close(dropped[real][kept], 2.0 * first[real][kept])  # inverted dropout
+
+
+# --- AllenNLP's call: Elmo(options_file, weight_file, num_output_representations, ...) ---------
+
+ALLENNLP_SIGNATURE = [
+    "options_file",
+    "weight_file",
+    "num_output_representations",
+    "requires_grad",
+    "do_layer_norm",
+    "dropout",
+    "vocab_to_cache",
+    "keep_sentence_boundaries",
+    "scalar_mix_parameters",
+    "module",
+]
+
+
+@pytest.fixture
+def bilm_files(tmp_path):
+    """A random tiny model saved as a model directory: its options.json and weights.hdf5."""
+    vocab = Vocabulary(["<S>", "</S>", "<UNK>", "bank"])
+    model = save_model_dir(LanguageModel(preset("tiny"), len(vocab)), vocab, tmp_path / "model")
+    return model / "options.json", model / "weights.hdf5"
+
+
+def test_signature_is_allennlps():
+    parameters = inspect.signature(Elmo).parameters
+    assert list(parameters)[: len(ALLENNLP_SIGNATURE)] == ALLENNLP_SIGNATURE
+    assert parameters["dropout"].default == 0.5 and parameters["requires_grad"].default is False
+    assert list(inspect.signature(Elmo.forward).parameters) == ["self", "inputs", "word_inputs"]
+
+
+def test_allennlp_call_gives_the_embedders_vectors(bilm_files):
+    options_file, weight_file = bilm_files
+    expected = list(Embedder.from_files(options_file, weight_file).embed(SENTENCES))
+    for layer in range(3):
+        selector = [-9e10] * 3
+        selector[layer] = 1.0
+        elmo = Elmo(options_file, weight_file, 1, dropout=0.5, requires_grad=False,
+                    scalar_mix_parameters=selector).eval()  # fmt: skip
+        out = elmo(batch_to_ids(SENTENCES))
+        for row, sentence in enumerate(SENTENCES):
+            got = out["elmo_representations"][0][row, : len(sentence)]
+            torch.testing.assert_close(got, expected[row][layer], rtol=1e-5, atol=1e-5)
+    # The learned mix starts at equal weights and gamma 1: the mean of the layers.
+    elmo = Elmo(options_file, weight_file, 2, dropout=0.5).eval()
+    out = elmo(batch_to_ids(SENTENCES))
+    assert not any(p.requires_grad for p in elmo.bilm.parameters())
+    for row, sentence in enumerate(SENTENCES):
+        for representation in out["elmo_representations"]:
+            mean = expected[row].mean(dim=0)
+            torch.testing.assert_close(
+                representation[row, : len(sentence)], mean, rtol=1e-5, atol=1e-5
+            )
+    assert out["mask"].sum(dim=1).tolist() == [len(s) for s in SENTENCES]
+
+
+def test_allennlp_options(bilm_files):
+    options_file, weight_file = bilm_files
+    ids = batch_to_ids(SENTENCES)
+    allennlp_norm = Elmo(options_file, weight_file, 1, do_layer_norm=True).eval()
+    assert allennlp_norm.scalar_mixes[0].layer_norm == "allennlp"
+    ours = Elmo(options_file, weight_file, 1, layer_norm="allennlp").eval()
+    torch.testing.assert_close(
+        allennlp_norm(ids)["elmo_representations"][0], ours(ids)["elmo_representations"][0]
+    )
+    # vocab_to_cache / word_inputs only spare AllenNLP's char CNN: the vectors are the same.
+    cached = Elmo(options_file, weight_file, 1, vocab_to_cache=["the", "bank"]).eval()
+    word_ids = torch.ones(ids.shape[:2], dtype=torch.long)
+    plain = Elmo(options_file, weight_file, 1).eval()
+    torch.testing.assert_close(
+        cached(ids, word_ids)["elmo_representations"][0], plain(ids)["elmo_representations"][0]
+    )
+    assert any(
+        p.requires_grad
+        for p in Elmo(options_file, weight_file, 1, requires_grad=True).bilm.parameters()
+    )
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((None, None, 1), {}, "needs options_file and weight_file"),
+        (("o.json", "w.hdf5", 1), {"module": "bilm"}, "not both"),
+        (("o.json", "w.hdf5", 1), {"do_layer_norm": True, "layer_norm": "token"}, "do_layer_norm"),
+    ],
+)
+def test_bad_arguments(args, kwargs, message):
+    if kwargs.get("module"):
+        kwargs["module"] = tiny_bilm()
+    with pytest.raises(ValueError, match=message):
+        Elmo(*args, **kwargs)
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    """The first Python block of README.md's "Use ELMo in your own model", run as written
+    against a model directory at the path it names."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Use ELMo in your own model", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    vocab = Vocabulary(["<S>", "</S>", "<UNK>", "sentence"])
+    lm = LanguageModel(preset("tiny"), len(vocab))
+    save_model_dir(lm, vocab, tmp_path / "runs" / "my_run" / "model")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    out = namespace["embeddings"]
+    assert len(out["elmo_representations"]) == 2
+    assert out["elmo_representations"][0].shape == (2, 3, 2 * lm.config.lstm.projection_dim)
+    assert out["mask"].tolist() == [[True, True, True], [True, True, False]]
