@@ -14,6 +14,7 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from train_helpers import tiny_corpus  # noqa: E402
 
 from elmo_train import runtime  # noqa: E402
 
@@ -36,6 +37,18 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"{FIXTURES} not found (../shared beside the checkout)")
     return FIXTURES
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Train, valid and test slices of the built-in corpus, one per test module."""
+    return tiny_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """The corpus cache of a test module's training runs: the corpus is prepared once."""
+    return tmp_path_factory.mktemp("cache")
 
 
 def pytest_collection_modifyitems(config, items):

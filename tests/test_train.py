@@ -20,7 +20,6 @@ from omegaconf import OmegaConf
 from train_helpers import (
     compose_train_config,
     fast_overrides,
-    tiny_corpus,
     train_subprocess,
 )
 
@@ -35,16 +34,6 @@ from elmo_train.training.module import BiLMModule
 from elmo_train.training.preemption import Stopped
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
 
 
 def test_default_run_trains_evaluates_and_exports(corpus, cache, tmp_path):
@@ -266,6 +255,19 @@ def _wait_while_running(process, ready) -> None:
         time.sleep(0.01)
 
 
+def _start_a_long_run_with_a_worker(corpus, cache, run_dir: Path):
+    """A 200-step run in its own process group with one DataLoader worker, a few steps in."""
+    overrides = [
+        o for o in fast_overrides(corpus, run_dir, cache, steps=200) if "num_workers" not in o
+    ]
+    common = [*overrides, "data.num_workers=1", "checkpoint_every=1000", f"run_dir={run_dir}",
+              "export=false", "test=false"]  # fmt: skip
+    run = train_subprocess(common, cwd=run_dir, start_new_session=True)
+    metrics = run_dir / "logs" / "metrics.csv"
+    _wait_while_running(run, lambda: metrics.exists() and len(metrics.read_text().splitlines()) > 4)
+    return common, run
+
+
 def test_resume_from_step_checkpoints_continues_the_same_run(corpus, cache, tmp_path):
     # A checkpoint due on a validation step is written after that validation: Lightning resumes
     # it without validating again, so the score and the plateau halving must be in it. sgd with
@@ -380,30 +382,32 @@ def test_sigterm_stops_after_the_step_or_validation_with_its_checkpoint(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("whole_group", [False, True], ids=["main_process", "process_group"])
-def test_sigterm_from_outside_exits_143_with_a_checkpoint_to_resume(
-    whole_group, corpus, cache, tmp_path
+@pytest.mark.parametrize(
+    ("signal_number", "whole_group", "exit_code"),
+    [
+        # `kill PID`: the main process only.
+        (signal.SIGTERM, False, 143),
+        # `pkill -f` / SLURM, and Ctrl-C, signal the whole process group, the DataLoader worker
+        # too: it must live on until the main process has written the checkpoint and stopped it.
+        (signal.SIGTERM, True, 143),
+        (signal.SIGINT, True, 130),
+    ],
+    ids=["sigterm_main_process", "sigterm_process_group", "ctrl_c"],
+)
+def test_a_signal_finishes_the_step_saves_it_and_exits_with_the_resume_line(
+    signal_number, whole_group, exit_code, corpus, cache, tmp_path
 ):
-    # `kill PID`, or `pkill -f` / SLURM, which signal the DataLoader worker too: it must live on
-    # until the main process has written the checkpoint and stopped it.
-    overrides = [
-        o for o in fast_overrides(corpus, tmp_path, cache, steps=200) if "num_workers" not in o
-    ]
-    common = [*overrides, "data.num_workers=1", "checkpoint_every=1000", f"run_dir={tmp_path}",
-              "export=false", "test=false"]  # fmt: skip
-    run = train_subprocess(common, cwd=tmp_path, start_new_session=True)
-    metrics = tmp_path / "logs" / "metrics.csv"
-    _wait_while_running(run, lambda: metrics.exists() and len(metrics.read_text().splitlines()) > 4)
+    common, run = _start_a_long_run_with_a_worker(corpus, cache, tmp_path)
     if whole_group:
-        os.killpg(run.pid, signal.SIGTERM)
+        os.killpg(run.pid, signal_number)
     else:
-        run.send_signal(signal.SIGTERM)
+        run.send_signal(signal_number)
     output = run.communicate(timeout=600)[0]
-    assert run.returncode == 143, output
-    assert "elmo: stopped by SIGTERM after step " in output
+    assert run.returncode == exit_code, output
+    assert f"elmo: stopped by {signal.Signals(signal_number).name} after step " in output
     assert "; continue with resume=true" in output
     assert "Traceback" not in output
-    assert list((tmp_path / "checkpoints").glob("step_*.ckpt")), output
+    assert _saved_steps(tmp_path), output
     assert not list((tmp_path / "checkpoints").glob("*.partial")), output
     with pytest.raises(ProcessLookupError):  # the worker is gone too
         os.killpg(run.pid, 0)
@@ -635,31 +639,6 @@ def test_a_second_ctrl_c_aborts_at_once(corpus, cache, tmp_path, monkeypatch):
     assert stop.value.step is None
     assert _saved_steps(tmp_path) == [2]  # step 4 was not saved
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
-
-
-@pytest.mark.slow
-def test_ctrl_c_finishes_the_step_saves_it_and_exits_130(corpus, cache, tmp_path):
-    # Ctrl-C signals the whole foreground process group: the DataLoader worker too.
-    overrides = [
-        o for o in fast_overrides(corpus, tmp_path, cache, steps=200) if "num_workers" not in o
-    ]
-    common = [*overrides, "data.num_workers=1", "checkpoint_every=1000", f"run_dir={tmp_path}",
-              "export=false", "test=false"]  # fmt: skip
-    run = train_subprocess(common, cwd=tmp_path, start_new_session=True)
-    metrics = tmp_path / "logs" / "metrics.csv"
-    _wait_while_running(run, lambda: metrics.exists() and len(metrics.read_text().splitlines()) > 4)
-    os.killpg(run.pid, signal.SIGINT)
-    output = run.communicate(timeout=600)[0]
-    assert run.returncode == 130, output
-    assert "elmo: stopped by SIGINT after step " in output
-    assert "; continue with resume=true" in output
-    assert "Traceback" not in output
-    assert _saved_steps(tmp_path), output
-    with pytest.raises(ProcessLookupError):  # the worker is gone too
-        os.killpg(run.pid, 0)
-    resumed = train_subprocess([*common, "resume=true"], cwd=tmp_path)
-    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
-    assert sorted(_column(tmp_path, "train/loss")) == list(range(200))
 
 
 @pytest.mark.slow

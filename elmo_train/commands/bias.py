@@ -2,7 +2,11 @@
 
 import argparse
 
-from elmo_train.commands.common import add_model_arguments, embedder_from_args
+from elmo_train.commands.common import (
+    add_batch_and_device_arguments,
+    add_model_arguments,
+    embedder_from_args,
+)
 from elmo_train.data.files import resolve_inputs
 from elmo_train.errors import UserError
 from elmo_train.use.bias import (
@@ -69,12 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="PNG", help="also draw a forest plot")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
+    add_batch_and_device_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> None:
-    for name in ("contexts", "draws", "permutations", "batch_size"):
+    for name in ("contexts", "draws", "permutations"):
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             raise UserError(f"{flag} must be at least 1, got {getattr(args, name)}")

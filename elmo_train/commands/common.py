@@ -27,6 +27,17 @@ def embedder_from_args(args: argparse.Namespace) -> Embedder:
     raise UserError("no model: pass --model DIR, or --options FILE --weights FILE")
 
 
+def add_batch_and_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """--batch-size and --device of a command that runs a biLM over sentences."""
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="sentences per biLM batch (default: %(default)s)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
 def add_input_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input",

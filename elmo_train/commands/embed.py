@@ -5,9 +5,12 @@ from pathlib import Path
 
 import h5py
 
-from elmo_train.commands.common import add_model_arguments, embedder_from_args
+from elmo_train.commands.common import (
+    add_batch_and_device_arguments,
+    add_model_arguments,
+    embedder_from_args,
+)
 from elmo_train.data.files import read_sentences
-from elmo_train.errors import UserError
 from elmo_train.formats.atomic import atomic_path, check_writable
 
 
@@ -15,19 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--input", required=True, help="text file, one tokenized sentence per line")
     parser.add_argument("--output", required=True, help="HDF5 file to write")
-    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
         "--stateful",
         action="store_true",
         help="carry LSTM state from batch to batch in file order, as bilm-tf (default: each "
         "sentence starts from zero state, so output is deterministic)",
     )
-    parser.add_argument("--device", default="cpu")
+    add_batch_and_device_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     output = Path(args.output)
     check_writable(output, "--output")
     embedder = embedder_from_args(args)

@@ -4,25 +4,15 @@ import argparse
 from pathlib import Path
 
 from elmo_train.errors import UserError
-from elmo_train.use.curves import (
-    METRICS,
-    TAGGER_CARD,
-    markdown,
-    mix_table,
-    plot_curves,
-    plot_scalar_mix,
-    scalar_mix,
-    tagger_card,
-    validations,
-)
+from elmo_train.use import curves
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "directory",
         type=Path,
-        help=f"a run directory (runs/NAME, with {METRICS}: logger=csv) or an elmo tag directory "
-        f"({TAGGER_CARD} with its scalar mix)",
+        help=f"a run directory (runs/NAME, with {curves.METRICS}: logger=csv) or an elmo tag "
+        f"directory ({curves.TAGGER_CARD} with its scalar mix)",
     )
     parser.add_argument(
         "--output",
@@ -37,29 +27,33 @@ def run(args: argparse.Namespace) -> None:
     directory = args.directory
     if not directory.is_dir():
         raise UserError(f"{directory}: no such directory; give a run or an elmo tag directory")
-    card = tagger_card(directory)
+    card = curves.tagger_card(directory)
     if card is not None:
-        mix = scalar_mix(card, directory / TAGGER_CARD)
+        mix = curves.scalar_mix(card, directory / curves.TAGGER_CARD)
         if mix is None:
             raise UserError(
-                f"{directory / TAGGER_CARD}: scalar_mix is null: this tagger used no ELMo scalar "
-                "mix, so it has no layer weights to draw"
+                f"{directory / curves.TAGGER_CARD}: scalar_mix is null: this tagger used no ELMo "
+                "scalar mix, so it has no layer weights to draw"
             )
-        print(mix_table(mix))
-        out = plot_scalar_mix(mix, args.output or directory / "scalar_mix.png", directory.name)
+        print(curves.mix_table(mix))
+        out = curves.plot_scalar_mix(
+            mix, args.output or directory / "scalar_mix.png", directory.name
+        )
         print(f"plot: wrote {out}")
         return
-    metrics_csv = directory / METRICS
+    metrics_csv = directory / curves.METRICS
     if not metrics_csv.is_file():
         raise UserError(
-            f"{directory}: neither a run directory ({METRICS} not found: train with logger=csv) "
-            f"nor an elmo tag directory ({TAGGER_CARD} with a scalar_mix)"
+            f"{directory}: neither a run directory ({curves.METRICS} not found: train with "
+            f"logger=csv) nor an elmo tag directory ({curves.TAGGER_CARD} with a scalar_mix)"
         )
     if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
         raise UserError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}")
-    points = validations(metrics_csv)
+    points = curves.validations(metrics_csv)
     if not points:
         raise UserError(f"{metrics_csv} has no validation yet; plot again after the first one")
-    print(markdown(points, args.steps_per_epoch))
-    out = plot_curves(points, args.output or directory / "curves.png", directory.name, args.target)
+    print(curves.markdown(points, args.steps_per_epoch))
+    out = curves.plot_curves(
+        points, args.output or directory / "curves.png", directory.name, args.target
+    )
     print(f"plot: wrote {out}")

@@ -2,24 +2,19 @@
 
 import argparse
 
-from elmo_train.commands.common import add_model_arguments, embedder_from_args
-from elmo_train.errors import UserError
-from elmo_train.use.probes import (
-    format_table,
-    plot,
-    pos_probe,
-    read_tagged,
-    read_wsd_tsv,
-    split_examples,
-    wsd_probe,
+from elmo_train.commands.common import (
+    add_batch_and_device_arguments,
+    add_model_arguments,
+    embedder_from_args,
 )
+from elmo_train.errors import UserError
+from elmo_train.use import probes
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--plot", metavar="PNG", help="also save a bar chart of the accuracies")
-    parser.add_argument("--batch-size", type=int, default=64, help="sentences per biLM batch")
-    parser.add_argument("--device", default="cpu")
+    add_batch_and_device_arguments(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,22 +54,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.probe == "wsd":
-        examples = read_wsd_tsv(args.input)
+        examples = probes.read_wsd_tsv(args.input)
         if args.test:
-            train, test = examples, read_wsd_tsv(args.test)
+            train, test = examples, probes.read_wsd_tsv(args.test)
         else:
-            train, test = split_examples(examples, args.test_fraction, args.seed)
+            train, test = probes.split_examples(examples, args.test_fraction, args.seed)
         embedder = embedder_from_args(args)
-        result = wsd_probe(embedder, train, test, args.batch_size)
+        result = probes.wsd_probe(embedder, train, test, args.batch_size)
     else:
         if args.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {args.epochs}")
-        train, test = read_tagged(args.train), read_tagged(args.test)
+        train, test = probes.read_tagged(args.train), probes.read_tagged(args.test)
         embedder = embedder_from_args(args)
-        result = pos_probe(embedder, train, test, args.epochs, args.batch_size)
-    print(format_table(result))
+        result = probes.pos_probe(embedder, train, test, args.epochs, args.batch_size)
+    print(probes.format_table(result))
     if args.plot:
-        print(f"probe: wrote {plot(result, args.plot)}")
+        print(f"probe: wrote {probes.plot(result, args.plot)}")

@@ -3,7 +3,11 @@
 import argparse
 from pathlib import Path
 
-from elmo_train.commands.common import add_model_arguments, embedder_from_args
+from elmo_train.commands.common import (
+    add_batch_and_device_arguments,
+    add_model_arguments,
+    embedder_from_args,
+)
 from elmo_train.data.files import normalizer, read_lines
 from elmo_train.errors import UserError
 from elmo_train.use.similarity import find_contexts, format_table, nearest_contexts
@@ -23,8 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layer", type=int, help="show only this layer (0 = token layer; default: every layer)"
     )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
+    add_batch_and_device_arguments(parser)
 
 
 def split_senses(path: Path, lines: list[str]) -> tuple[list[list[str]], list[str] | None]:
@@ -49,8 +52,6 @@ def split_senses(path: Path, lines: list[str]) -> tuple[list[list[str]], list[st
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     embedder = embedder_from_args(args)
     # The text and the word in the Unicode form the model was trained on (data.normalize).
     path = Path(args.input)

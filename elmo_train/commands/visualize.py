@@ -3,22 +3,14 @@
 import argparse
 from pathlib import Path
 
-from elmo_train.commands.common import add_model_arguments, embedder_from_args
+from elmo_train.commands.common import (
+    add_batch_and_device_arguments,
+    add_model_arguments,
+    embedder_from_args,
+)
 from elmo_train.data.files import normalizer, read_sentences
 from elmo_train.errors import UserError
-from elmo_train.use.separation import (
-    METHODS,
-    require_umap,
-)
-from elmo_train.use.visualize import (
-    MIN_OCCURRENCES,
-    demo_occurrences,
-    format_table,
-    plot,
-    word_map,
-    write_html,
-    write_json,
-)
+from elmo_train.use import separation, visualize
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one label per line of --input (e.g. the sense); default: k-means clusters",
     )
     parser.add_argument("--output", required=True, metavar="PNG", help="the picture to write")
-    parser.add_argument("--method", choices=METHODS, default="pca", help="2-D projection")
+    parser.add_argument(
+        "--method", choices=separation.METHODS, default="pca", help="2-D projection"
+    )
     parser.add_argument(
         "--clusters",
         type=int,
@@ -44,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", metavar="FILE", help="also a self-contained page: hover a point")
     parser.add_argument("--json", metavar="FILE", help="also the scores and points as JSON")
     parser.add_argument("--seed", type=int, default=0, help="k-means and UMAP seed")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
+    add_batch_and_device_arguments(parser)
 
 
 def read_inputs(
@@ -53,7 +46,7 @@ def read_inputs(
 ) -> tuple[list[list[str]], list[str] | None]:
     """The sentences (in Unicode form `normalize`) and their labels (None without --labels)."""
     if args.input is None:
-        return demo_occurrences(args.word)
+        return visualize.demo_occurrences(args.word)
     path = Path(args.input)
     sentences = read_sentences(path, normalize)
     if args.labels is None:
@@ -69,24 +62,22 @@ def read_inputs(
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.labels and args.input is None:
         raise UserError("--labels needs --input: they label the lines of that file")
     if args.method == "umap":
-        require_umap()  # before the model loads
+        separation.require_umap()  # before the model loads
     embedder = embedder_from_args(args)
     # The text and the word in the Unicode form the model was trained on (data.normalize).
     sentences, labels = read_inputs(args, embedder.normalize)
     word = normalizer(embedder.normalize)(args.word)
     lines = sum(word in tokens for tokens in sentences)
-    if lines < MIN_OCCURRENCES:
+    if lines < visualize.MIN_OCCURRENCES:
         raise UserError(
             f"{args.input}: {args.word!r} (matched as a whole, case-sensitive token) is in "
-            f"{lines} of its lines; a map needs at least {MIN_OCCURRENCES}: choose a word that "
-            "occurs in more lines"
+            f"{lines} of its lines; a map needs at least {visualize.MIN_OCCURRENCES}: choose a "
+            "word that occurs in more lines"
         )
-    result = word_map(
+    result = visualize.word_map(
         embedder,
         sentences,
         word,
@@ -96,9 +87,9 @@ def run(args: argparse.Namespace) -> None:
         args.seed,
         args.batch_size,
     )
-    print(format_table(result))
-    print(f"visualize: wrote {plot(result, args.output)}")
+    print(visualize.format_table(result))
+    print(f"visualize: wrote {visualize.plot(result, args.output)}")
     if args.html:
-        print(f"visualize: wrote {write_html(result, args.html)}")
+        print(f"visualize: wrote {visualize.write_html(result, args.html)}")
     if args.json:
-        print(f"visualize: wrote {write_json(result, args.json)}")
+        print(f"visualize: wrote {visualize.write_json(result, args.json)}")

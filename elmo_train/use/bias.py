@@ -37,6 +37,7 @@ import torch
 from elmo_train.data.files import SkipStats, iter_lines, normalizer
 from elmo_train.errors import UserError
 from elmo_train.use.embedder import Embedder
+from elmo_train.use.figures import BAR, HIGHLIGHT, new_figure
 from elmo_train.use.similarity import find_contexts
 from elmo_train.use.visualize import context_vectors, layer_names, with_mean
 from elmo_train.use.word_sets import ROLES, AssociationTest
@@ -382,23 +383,18 @@ def write_json(result: BiasResult, path: str | Path) -> Path:
 
 def plot(result: BiasResult, path: str | Path) -> Path:
     """A forest plot: per layer the combined effect, its 95 % interval and the draws' spread."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     layers = result.layers
-    figure = Figure(figsize=(6.4, 1.2 + 0.45 * len(layers)))
-    FigureCanvasAgg(figure)
+    figure = new_figure(path, 6.4, 1.2 + 0.45 * len(layers))
     axes = figure.add_subplot()
     rows = list(range(len(layers)))[::-1]  # the token layer on top
     for row, layer in zip(rows, layers, strict=True):
         c = layer.combined
         axes.plot([layer.draws_low, layer.draws_high], [row, row], color="#c8d3e6", linewidth=7,
                   solid_capstyle="butt", label="draws, 2.5-97.5 %" if row == rows[0] else None)  # fmt: skip
-        axes.plot([c.low, c.high], [row, row], color="#4c72b0", linewidth=1.6,
+        axes.plot([c.low, c.high], [row, row], color=BAR, linewidth=1.6,
                   label="95 % interval" if row == rows[0] else None)  # fmt: skip
-        axes.plot([c.effect], [row], "D", color="#dd8452", markersize=6,
+        axes.plot([c.effect], [row], "D", color=HIGHLIGHT, markersize=6,
                   label="combined effect" if row == rows[0] else None)  # fmt: skip
         axes.annotate(f"{c.effect:+.2f}  p {layer.p_value:.3f}", (1.01, row),
                       xycoords=("axes fraction", "data"), va="center", fontsize=8)  # fmt: skip

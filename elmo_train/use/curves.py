@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from elmo_train.errors import UserError
+from elmo_train.use.figures import layer_bars, new_figure
 
 METRICS = Path("logs") / "metrics.csv"
 TAGGER_CARD = "card.json"
@@ -63,12 +64,7 @@ def markdown(points: list[dict[str, float]], steps_per_epoch: int | None) -> str
 def plot_curves(
     points: list[dict[str, float]], out: Path, title: str, target: float | None
 ) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(figure)
+    figure = new_figure(out, 7, 4.5)
     ax = figure.add_subplot()
     steps = [p["step"] for p in points]
     for key, style in (("val/ppl_fwd", "o-"), ("test/ppl_fwd", "s-"),
@@ -147,23 +143,10 @@ def mix_table(mix: ScalarMixWeights) -> str:
 
 def plot_scalar_mix(mix: ScalarMixWeights, out: Path, title: str) -> Path:
     """A bar per layer (the probe plots' colours), a dashed line at equal weights."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure = Figure(figsize=(1.6 + 1.1 * len(mix.layers), 3.6))
-    FigureCanvasAgg(figure)
+    figure = new_figure(out, 1.6 + 1.1 * len(mix.layers), 3.6)
     axes = figure.add_subplot()
-    bars = axes.bar(mix.layers, mix.weights, color="#4c72b0")
-    bars[max(range(len(mix.weights)), key=mix.weights.__getitem__)].set_color("#dd8452")
-    for bar, weight in zip(bars, mix.weights, strict=True):
-        axes.annotate(
-            f"{weight:.3f}",
-            (bar.get_x() + bar.get_width() / 2, weight),
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
+    heaviest = max(range(len(mix.weights)), key=mix.weights.__getitem__)
+    layer_bars(axes, mix.layers, mix.weights, highlight=heaviest)
     axes.axhline(
         1 / len(mix.layers), color="gray", linestyle="--", linewidth=1, label="equal weights"
     )

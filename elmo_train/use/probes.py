@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from elmo_train.errors import UserError
 from elmo_train.use.embedder import Embedder
+from elmo_train.use.figures import layer_bars, new_figure
 
 # Similarities this close to the best count as a tie (stateless batches of different shapes may
 # round the same context-free vector differently).
@@ -382,25 +383,11 @@ def format_table(result: ProbeResult) -> str:
 
 def plot(result: ProbeResult, path: str | Path) -> Path:
     """A bar per layer, a dashed line per baseline; written with the Agg canvas (no display)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure = Figure(figsize=(1.6 + 1.2 * len(result.accuracies), 3.6))
-    FigureCanvasAgg(figure)
+    figure = new_figure(path, 1.6 + 1.2 * len(result.accuracies), 3.6)
     axes = figure.add_subplot()
     labels = ["token" if i == 0 else f"LSTM {i}" for i in range(len(result.accuracies))]
-    bars = axes.bar(labels, result.accuracies, color="#4c72b0")
-    bars[result.best_layer].set_color("#dd8452")
-    for bar, accuracy in zip(bars, result.accuracies, strict=True):
-        axes.annotate(
-            f"{accuracy:.3f}",
-            (bar.get_x() + bar.get_width() / 2, accuracy),
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
+    layer_bars(axes, labels, result.accuracies, highlight=result.best_layer)
     for (name, accuracy), style in zip(result.baselines.items(), ("--", ":"), strict=False):
         axes.axhline(accuracy, color="gray", linestyle=style, linewidth=1, label=name)
     if result.baselines:

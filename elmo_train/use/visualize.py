@@ -35,6 +35,7 @@ from elmo_train.demo.corpus import (
 )
 from elmo_train.errors import UserError
 from elmo_train.use.embedder import Embedder
+from elmo_train.use.figures import new_figure
 from elmo_train.use.probes import token_vectors
 from elmo_train.use.separation import (
     METHODS,
@@ -305,14 +306,9 @@ def _panel_title(layer: LayerMap) -> str:
 
 def plot(result: WordMap, path: str | Path) -> Path:
     """One panel per layer; written with the Agg canvas (no display)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     n = len(result.layers)
-    figure = Figure(figsize=(2.7 * n, 3.3))
-    FigureCanvasAgg(figure)
+    figure = new_figure(path, 2.7 * n, 3.3)
     colours = _colours(result)
     for k, layer in enumerate(result.layers):
         axes = figure.add_subplot(1, n, k + 1)

@@ -3,13 +3,8 @@
 import json
 
 import pytest
-import torch
 
 from elmo_train.cli import main
-from elmo_train.formats.model_dir import save_model_dir
-from elmo_train.formats.vocab_file import Vocabulary
-from elmo_train.model.bilm import LanguageModel
-from elmo_train.model.config import preset
 
 CORPUS = """\
 my brother is a doctor .
@@ -18,17 +13,6 @@ her mother wrote poetry .
 she loves art and dance .
 john and paul read poetry .
 """
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    vocab = Vocabulary(["<S>", "</S>", "<UNK>", "the", "he", "she", "."])
-    return save_model_dir(
-        LanguageModel(preset("tiny"), vocab_size=len(vocab)),
-        vocab,
-        tmp_path_factory.mktemp("model"),
-    )
 
 
 @pytest.fixture

@@ -1,30 +1,14 @@
 """`elmo similar` end to end through the CLI, on a tiny random model saved to disk."""
 
 import pytest
-import torch
 
 from elmo_train.cli import main
-from elmo_train.formats.model_dir import save_model_dir
-from elmo_train.formats.vocab_file import Vocabulary
-from elmo_train.model.bilm import LanguageModel
-from elmo_train.model.config import preset
 
 LABELLED = """river\tthe muddy bank of the river was steep .
 finance\tshe paid the bank a large fee .
 finance\tthe bank approved the loan .
 river\tducks sat on the grassy bank .
 """
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    vocab = Vocabulary(["<S>", "</S>", "<UNK>", "the", "bank", "river", "."])
-    return save_model_dir(
-        LanguageModel(preset("tiny"), vocab_size=len(vocab)),
-        vocab,
-        tmp_path_factory.mktemp("model"),
-    )
 
 
 def write(tmp_path, text: str):

@@ -4,13 +4,8 @@ import importlib.util
 import json
 
 import pytest
-import torch
 
 from elmo_train.cli import main
-from elmo_train.formats.model_dir import save_model_dir
-from elmo_train.formats.vocab_file import Vocabulary
-from elmo_train.model.bilm import LanguageModel
-from elmo_train.model.config import preset
 
 SENTENCES = """\
 the muddy bank of the river was steep .
@@ -19,17 +14,6 @@ the bank approved the loan .
 ducks sat on the grassy bank .
 """
 LABELS = "river\nfinance\nfinance\nriver\n"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    vocab = Vocabulary(["<S>", "</S>", "<UNK>", "the", "bank", "river", "."])
-    return save_model_dir(
-        LanguageModel(preset("tiny"), vocab_size=len(vocab)),
-        vocab,
-        tmp_path_factory.mktemp("model"),
-    )
 
 
 @pytest.fixture

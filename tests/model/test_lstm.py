@@ -1,5 +1,6 @@
 import pytest
 import torch
+from lstm_helpers import clipped_stack
 
 from elmo_train.model import lstm as lstm_module
 from elmo_train.model.config import LSTMConfig
@@ -42,18 +43,9 @@ def reference_step_loop(stack: LSTMStack, x: torch.Tensor) -> list[torch.Tensor]
     ]
 
 
-def _stack(**kwargs) -> LSTMStack:
-    config = LSTMConfig(dim=24, projection_dim=8, n_layers=2, **kwargs)
-    stack = LSTMStack(config, input_dim=8, n_directions=2, dropout=0.0).double()
-    with torch.no_grad():  # large weights so the clips are active
-        for p in stack.parameters():
-            p.mul_(4.0)
-    return stack
-
-
 @pytest.mark.parametrize("clip", [0.5, None])
 def test_clipped_path_matches_step_loop(clip):
-    stack = _stack(cell_clip=clip, proj_clip=clip)
+    stack = clipped_stack(cell_clip=clip, proj_clip=clip)
     x = torch.randn(2, 3, 7, 8, dtype=torch.double)
     layers, _ = stack(x)
     expected = reference_step_loop(stack, x)
@@ -67,11 +59,11 @@ def test_clipped_path_matches_step_loop(clip):
 def test_recurrent_bias_is_one_bias_of_their_sum_and_each_gets_the_whole_gradient(impl):
     """Kim's (Torch's) two bias vectors compute the cell of one bias holding their sum; each
     gets that bias's whole gradient, so SGD moves the net bias twice as far."""
-    two = _stack(cell_clip=None, proj_clip=None, recurrent_bias=True, impl=impl)
+    two = clipped_stack(cell_clip=None, proj_clip=None, recurrent_bias=True, impl=impl)
     with torch.no_grad():
         for bias_h in two.bias_h:
             bias_h.normal_()
-    one = _stack(cell_clip=None, proj_clip=None, impl=impl)
+    one = clipped_stack(cell_clip=None, proj_clip=None, impl=impl)
     shared = {k: v for k, v in two.state_dict().items() if not k.startswith("bias_h")}
     one.load_state_dict(shared)
     with torch.no_grad():
@@ -89,7 +81,7 @@ def test_recurrent_bias_is_one_bias_of_their_sum_and_each_gets_the_whole_gradien
 
 
 def test_fused_path_matches_clipped_path_without_clipping():
-    stack = _stack(cell_clip=None, proj_clip=None)
+    stack = clipped_stack(cell_clip=None, proj_clip=None)
     x = torch.randn(2, 3, 6, 8, dtype=torch.double, requires_grad=True)
     clipped, clipped_state = stack(x)
     stack.config.impl = "fused"
@@ -109,7 +101,7 @@ def test_compiled_path_matches_clipped_path_values_and_gradients(monkeypatch):
     # compared with itself (a stale inductor cache did that under ATEN_CPU_CAPABILITY=default).
     cell = lstm_module._CompiledCellUpdate()
     monkeypatch.setattr(lstm_module, "compiled_cell_update", cell)
-    stack = _stack(cell_clip=0.5, proj_clip=0.5)
+    stack = clipped_stack(cell_clip=0.5, proj_clip=0.5)
     x = torch.randn(2, 3, 6, 8, dtype=torch.double, requires_grad=True)
     results = {}
     for impl in ("clipped", "compiled"):
@@ -132,7 +124,7 @@ def test_compiled_path_falls_back_to_eager_with_one_warning(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     monkeypatch.setattr(lstm_module, "compiled_cell_update", lstm_module._CompiledCellUpdate())
-    stack = _stack(cell_clip=0.5, proj_clip=0.5, impl="compiled")
+    stack = clipped_stack(cell_clip=0.5, proj_clip=0.5, impl="compiled")
     x = torch.randn(2, 3, 6, 8, dtype=torch.double)
     with pytest.warns(UserWarning, match="no C\\+\\+ compiler") as caught:
         layers, _ = stack(x)
@@ -154,7 +146,7 @@ def test_dropout_on_the_first_layer_input_only_when_asked(first):
 
 def test_state_carry_equals_one_long_sequence():
     """Two windows with the carried state equal one run over the concatenated window."""
-    stack = _stack(cell_clip=1.0, proj_clip=1.0)
+    stack = clipped_stack(cell_clip=1.0, proj_clip=1.0)
     x = torch.randn(2, 3, 10, 8, dtype=torch.double)
     whole, whole_state = stack(x)
     first, state = stack(x[:, :, :4])
@@ -164,7 +156,7 @@ def test_state_carry_equals_one_long_sequence():
 
 
 def test_mask_freezes_state_after_row_end():
-    stack = _stack(cell_clip=1.0, proj_clip=1.0)
+    stack = clipped_stack(cell_clip=1.0, proj_clip=1.0)
     x = torch.randn(2, 2, 6, 8, dtype=torch.double)
     mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3]).expand(2, 2, 6)
     _, state = stack(x, mask=mask)
@@ -174,7 +166,7 @@ def test_mask_freezes_state_after_row_end():
 
 
 def test_reset_rows_zeroes_only_those_rows():
-    stack = _stack()
+    stack = clipped_stack()
     _, state = stack(torch.randn(2, 3, 4, 8, dtype=torch.double))
     reset = state.reset_rows(torch.tensor([False, True, False]))
     assert reset.h[:, :, 1].abs().sum() == 0 and reset.c[:, :, 1].abs().sum() == 0

@@ -6,20 +6,11 @@ import math
 
 import pytest
 import torch
+from lstm_helpers import clipped_stack
 
 from elmo_train.model import lstm as lstm_module
 from elmo_train.model import triton_cell
-from elmo_train.model.config import LSTMConfig
 from elmo_train.model.lstm import LSTMStack, cell_update
-
-
-def _stack(**kwargs) -> LSTMStack:
-    config = LSTMConfig(dim=24, projection_dim=8, n_layers=2, **kwargs)
-    stack = LSTMStack(config, input_dim=8, n_directions=2, dropout=0.0).double()
-    with torch.no_grad():  # large weights so the clips are active
-        for p in stack.parameters():
-            p.mul_(4.0)
-    return stack
 
 
 def _values_and_gradients(stack: LSTMStack, x: torch.Tensor) -> list[torch.Tensor]:
@@ -43,7 +34,7 @@ def test_fused_path_gives_cudnn_weights_it_can_view(monkeypatch):
         return real_lstm(x, hx, params, *args)
 
     monkeypatch.setattr(torch, "lstm", cudnn_like)
-    stack = _stack(cell_clip=None, proj_clip=None, impl="fused")
+    stack = clipped_stack(cell_clip=None, proj_clip=None, impl="fused")
     x = torch.randn(2, 3, 5, 8, dtype=torch.double, requires_grad=True)
     fused = _values_and_gradients(stack, x)
     stack.config.impl = "clipped"
@@ -93,7 +84,7 @@ def test_triton_cell_keeps_nan_as_torch_clamp_does(interpreted):
 
 
 def test_triton_stack_matches_clipped_stack_values_and_gradients(interpreted):
-    stack = _stack(cell_clip=0.5, proj_clip=0.5, impl="triton")
+    stack = clipped_stack(cell_clip=0.5, proj_clip=0.5, impl="triton")
     x = torch.randn(2, 3, 5, 8, dtype=torch.double, requires_grad=True)
     triton = _values_and_gradients(stack, x)
     stack.config.impl = "clipped"
@@ -107,7 +98,7 @@ def test_triton_impl_runs_the_eager_cell_with_one_warning_where_it_cannot_run(mo
     why = triton_cell.unavailable(torch.device("cpu"))
     assert why is not None and ("CUDA" in why or "not installed" in why)
     monkeypatch.setattr(lstm_module, "triton_cell_update", lstm_module._TritonCellUpdate())
-    stack = _stack(cell_clip=0.5, proj_clip=0.5, impl="triton")
+    stack = clipped_stack(cell_clip=0.5, proj_clip=0.5, impl="triton")
     x = torch.randn(2, 3, 5, 8, dtype=torch.double)
     with pytest.warns(UserWarning, match="impl=triton") as caught:
         layers, _ = stack(x)

@@ -146,7 +146,8 @@ class _Snapshots(L.Callback):
         self.output.append([p.detach().clone() for p in pl_module.lm.output.parameters()])
 
 
-def test_warmup_trains_only_the_output_layer_first(tmp_path):
+def _domain_module_and_batches(tmp_path) -> tuple[BiLMModule, DataLoader]:
+    """A fresh BiLMModule over a 6-word domain vocabulary, and training batches of DOMAIN_TEXT."""
     vocab = Vocabulary([*SPECIALS, "the", "protein", "cell"])
     store = CorpusStore.from_sentences([s.split() for s in DOMAIN_TEXT], vocab, tmp_path / "s")
     module = BiLMModule(
@@ -154,6 +155,12 @@ def test_warmup_trains_only_the_output_layer_first(tmp_path):
         vocab_size=len(vocab),
         optimizer=dataclasses.asdict(OptimizerConfig()),
     )
+    stream = BatchStream(store, batch_size=2, window=4, training=True)
+    return module, DataLoader(stream, batch_size=None)
+
+
+def test_warmup_trains_only_the_output_layer_first(tmp_path):
+    module, batches = _domain_module_and_batches(tmp_path)
     before = [p.detach().clone() for p in module.lm.bilm.parameters()]
     snapshots = _Snapshots()
     trainer = L.Trainer(
@@ -166,8 +173,7 @@ def test_warmup_trains_only_the_output_layer_first(tmp_path):
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    stream = BatchStream(store, batch_size=2, window=4, training=True)
-    trainer.fit(module, DataLoader(stream, batch_size=None))
+    trainer.fit(module, batches)
     for step in (0, 1):  # optimizer steps 1 and 2: biLM frozen, softmax learning
         assert all(torch.equal(a, b) for a, b in zip(snapshots.bilm[step], before, strict=True))
     assert not torch.equal(snapshots.output[1][0], snapshots.output[0][0])
@@ -178,13 +184,7 @@ def test_warmup_trains_only_the_output_layer_first(tmp_path):
 @pytest.mark.parametrize(("warmup", "max_steps"), [(200, 30), (3, 3)])
 def test_a_warmup_as_long_as_the_run_is_refused(warmup, max_steps, tmp_path):
     # The biLM would leave the run bit-identical to the pretrained one, silently.
-    vocab = Vocabulary([*SPECIALS, "the", "protein", "cell"])
-    store = CorpusStore.from_sentences([s.split() for s in DOMAIN_TEXT], vocab, tmp_path / "s")
-    module = BiLMModule(
-        model=dataclasses.asdict(config()),
-        vocab_size=len(vocab),
-        optimizer=dataclasses.asdict(OptimizerConfig()),
-    )
+    module, batches = _domain_module_and_batches(tmp_path)
     before = [p.detach().clone() for p in module.parameters()]
     trainer = L.Trainer(
         accelerator="cpu",
@@ -194,9 +194,8 @@ def test_a_warmup_as_long_as_the_run_is_refused(warmup, max_steps, tmp_path):
         enable_checkpointing=False,
         enable_progress_bar=False,
     )
-    stream = BatchStream(store, batch_size=2, window=4, training=True)
     with pytest.raises(UserError, match=f"softmax_warmup.steps={warmup} is not below"):
-        trainer.fit(module, DataLoader(stream, batch_size=None))
+        trainer.fit(module, batches)
     assert all(torch.equal(a, b) for a, b in zip(module.parameters(), before, strict=True))
 
 

@@ -1,21 +1,11 @@
 """StepCheckpoint and `validation_follows`: pinned to how Lightning schedules validation."""
 
 import pytest
-from train_helpers import compose_train_config, fast_overrides, tiny_corpus
+from train_helpers import compose_train_config, fast_overrides
 
 from elmo_train.train import train
 from elmo_train.training.callbacks import StepCheckpoint, validation_follows
 from elmo_train.training.module import BiLMModule
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
 
 
 @pytest.mark.parametrize("validation", [["val_every=3"], ["+trainer.limit_val_batches=0"]])

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from train_helpers import compose_train_config, fast_overrides, tiny_corpus
+from train_helpers import compose_train_config, fast_overrides
 
 from elmo_train.errors import UserError
 from elmo_train.train import train
@@ -21,16 +21,6 @@ STEP_LINE = re.compile(
 )
 # What Lightning and torch print that no user needs (issue #16: adverts, deprecations).
 NOISE = ("💡", "Tip:", "litlogger", "litmodels", "deprecated", "Warning", "TPU available")
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
 
 
 def overrides(corpus, cache, run_dir) -> list[str]:
