@@ -21,17 +21,9 @@ from elmo_train.demo.corpus import corpus_path
 from elmo_train.errors import UserError
 from elmo_train.formats.vocab_file import SPECIALS
 from elmo_train.model.config import PRESETS, BiLMConfig, preset
+from elmo_train.training.adapt import InitConfig
 from elmo_train.training.compile import CompileConfig
 from elmo_train.training.optim import OptimizerConfig
-
-
-@dataclass
-class InitConfig:
-    """Start from trained weights instead of random ones (domain adaptation)."""
-
-    model: str | None = None  # an elmo-train model directory
-    options: str | None = None  # released bilm-tf options.json ...
-    weights: str | None = None  # ... and weights.hdf5 (no softmax: a fresh output layer)
 
 
 @dataclass

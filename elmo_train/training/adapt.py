@@ -16,13 +16,13 @@ not send large gradients into the pretrained biLM.
 """
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from elmo_train.config import InitConfig
 from elmo_train.errors import UserError
 from elmo_train.formats.bilm_tf import OPTIONS, load_weights, options_from_config, read_options
 from elmo_train.formats.model_dir import load_model_dir
@@ -30,6 +30,15 @@ from elmo_train.formats.vocab_file import Vocabulary
 from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.config import BiLMConfig
 from elmo_train.model.softmax import AdaptiveSoftmax, FullSoftmax, OutputLayer
+
+
+@dataclass
+class InitConfig:
+    """Start from trained weights instead of random ones (domain adaptation)."""
+
+    model: str | None = None  # an elmo-train model directory
+    options: str | None = None  # released bilm-tf options.json ...
+    weights: str | None = None  # ... and weights.hdf5 (no softmax: a fresh output layer)
 
 
 def _source(init: InitConfig) -> str | None:

@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
-from elmo_train.config import InitConfig, config_dir, register_configs
+from elmo_train.config import config_dir, register_configs
 from elmo_train.data.store import CorpusStore
 from elmo_train.data.stream import BatchStream
 from elmo_train.data.vocab_builder import build_vocabulary
@@ -20,7 +20,12 @@ from elmo_train.formats.model_dir import save_model_dir
 from elmo_train.formats.vocab_file import Vocabulary
 from elmo_train.model.bilm import LanguageModel
 from elmo_train.model.config import BiLMConfig, CharCNNConfig, LSTMConfig, SoftmaxConfig
-from elmo_train.training.adapt import FreezeBiLMWarmup, initialize, model_config_from_init
+from elmo_train.training.adapt import (
+    FreezeBiLMWarmup,
+    InitConfig,
+    initialize,
+    model_config_from_init,
+)
 from elmo_train.training.module import BiLMModule
 from elmo_train.training.optim import OptimizerConfig
 
