@@ -12,11 +12,15 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # when other jobs share the 2 cores; tiny ops lose to OpenMP synchronisation under contention.
 os.environ["OMP_NUM_THREADS"] = "1"
 
+from elmo_train import runtime  # noqa: E402
+
+# The suite runs under several ATEN_CPU_CAPABILITY values. Before anything imports Lightning:
+# that import fixes torch.compile's cache directory (TORCHINDUCTOR_CACHE_DIR) to the default.
+runtime.compile_cache_per_capability()
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from train_helpers import tiny_corpus  # noqa: E402
-
-from elmo_train import runtime  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -24,7 +28,6 @@ FIXTURES = SHARED / "fixtures" / "bilm-tf"
 
 
 torch.set_num_threads(1)
-runtime.compile_cache_per_capability()  # the suite runs under several ATEN_CPU_CAPABILITY values
 
 
 @pytest.fixture(autouse=True)
