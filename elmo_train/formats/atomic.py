@@ -3,6 +3,8 @@ user's umask, and with one clear line when the place cannot be written."""
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,13 +25,37 @@ def umask() -> int:
 
 
 def apply_umask(directory: Path) -> None:
-    """Give `directory` and the files in it the modes a plain `mkdir`/`open` would: `tempfile`
-    makes 0700 and safetensors 0600, which colleagues sharing the model cannot read."""
+    """Give `directory` and everything below it the modes a plain `mkdir`/`open` would:
+    `tempfile` makes 0700 and safetensors 0600, which colleagues sharing a model cannot read."""
     mask = umask()
     os.chmod(directory, 0o777 & ~mask)
-    for path in directory.iterdir():
-        if path.is_file():
-            os.chmod(path, 0o666 & ~mask)
+    for path in directory.rglob("*"):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+@contextlib.contextmanager
+def atomic_directory(directory: str | os.PathLike, marker: str, what: str) -> Iterator[Path]:
+    """Yield a staging folder beside `directory` to fill; when the block ends without an error
+    it gets the user's umask and is renamed into place, so a reader (or a crash) sees the old
+    directory or the new one, never half of one. An existing `what` directory (one that holds
+    `marker`) is replaced, anything else there is refused; a place that cannot be written is
+    one line naming it."""
+    directory = Path(directory)
+    check_replaceable(directory, marker, what)
+    staging = None
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        yield staging
+        apply_umask(staging)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    except OSError as error:
+        raise cannot_write(directory, error, what) from None
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def cannot_write(path: Path, error: OSError, what: str) -> UserError:

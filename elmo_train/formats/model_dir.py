@@ -16,9 +16,6 @@ always, and the checksums where the directory has them (released bilm-tf files h
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from elmo_train.errors import UserError
-from elmo_train.formats.atomic import apply_umask, cannot_write, check_replaceable
+from elmo_train.formats.atomic import atomic_directory
 from elmo_train.formats.bilm_tf import (
     OPTIONS,
     WEIGHTS,
@@ -218,12 +215,7 @@ def save_model_dir(
 
     An existing model directory there is replaced; anything else there is an error.
     """
-    directory = Path(directory)
-    check_replaceable(directory, OPTIONS, "model directory")
-    staging = None
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    with atomic_directory(directory, OPTIONS, "model directory") as staging:
         write_options(lm.config, staging / OPTIONS)
         save_weights(lm.bilm, staging / WEIGHTS)
         save_softmax(lm, staging / SOFTMAX)
@@ -231,16 +223,7 @@ def save_model_dir(
         (staging / CONFIG).write_text(config_yaml, encoding="utf-8")
         (staging / CARD).write_text((card or ModelCard()).to_markdown(), encoding="utf-8")
         write_checksums(staging)
-        apply_umask(staging)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    except OSError as error:
-        raise cannot_write(directory, error, "model directory") from None
-    finally:
-        if staging is not None and staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return directory
+    return Path(directory)
 
 
 def _require(directory: Path, names: Iterable[str], why: str = "") -> None:

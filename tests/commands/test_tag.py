@@ -2,11 +2,13 @@
 directory and its card, predictions that keep the input, the cache, and one-line errors."""
 
 import json
+import stat
 
 import pytest
 import torch
 
 from elmo_train.cli import main
+from elmo_train.formats.atomic import umask
 from elmo_train.formats.model_dir import save_model_dir
 from elmo_train.formats.vocab_file import Vocabulary
 from elmo_train.model.bilm import LanguageModel
@@ -96,6 +98,15 @@ def test_tagger_directory_card_and_json(tagger, files):
         "B-Disease",
         "I-Disease",
     ]
+
+
+def test_the_tagger_directory_follows_the_umask(tagger):
+    # tempfile.mkdtemp alone gave 0700 and safetensors 0600: colleagues could not read it.
+    mask = umask()
+    assert stat.S_IMODE(tagger.stat().st_mode) == 0o777 & ~mask
+    for path in tagger.rglob("*"):
+        expected = (0o777 if path.is_dir() else 0o666) & ~mask
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
 
 
 def test_training_prints_the_timing_of_each_part(files, capsys):

@@ -15,16 +15,14 @@ null unless the features are `elmo`.
 
 import dataclasses
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
 from elmo_train.errors import UserError
-from elmo_train.formats.atomic import check_replaceable
+from elmo_train.formats.atomic import atomic_directory
 from elmo_train.formats.bilm_tf import OPTIONS, WEIGHTS
 from elmo_train.use.tagger.data import WordVocab
 from elmo_train.use.tagger.features import BiLMSource
@@ -78,32 +76,27 @@ def save_tagger_dir(
     n_layers: int,
     feature_dim: int,
 ) -> Path:
-    """Write the directory atomically: built beside it, then renamed into place."""
-    directory = Path(directory)
-    check_replaceable(directory, CARD, "tagger directory")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    """Write the directory atomically (built beside it, then renamed into place), with the
+    user's umask."""
     state = {k: v.detach().cpu().contiguous() for k, v in tagger.state_dict().items()}
-    save_file(state, str(staging / WEIGHTS_FILE))
     config = {
         "tagger": dataclasses.asdict(tagger.config),
         "n_layers": n_layers,
         "feature_dim": feature_dim,
         "bilm_normalize": None if bilm is None else bilm.normalize,
     }
-    (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    (staging / TAGS).write_text("\n".join(tagset.tags) + "\n", encoding="utf-8")
-    (staging / WORDS).write_text("\n".join(words.words) + "\n", encoding="utf-8")
-    if bilm is not None:
-        (staging / BILM).mkdir()
-        shutil.copyfile(bilm.options, staging / BILM / OPTIONS)
-        shutil.copyfile(bilm.weights, staging / BILM / WEIGHTS)
-    (staging / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    (staging / README).write_text(card_markdown(card), encoding="utf-8")
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(staging, directory)
-    return directory
+    with atomic_directory(directory, CARD, "tagger directory") as staging:
+        save_file(state, str(staging / WEIGHTS_FILE))
+        (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        (staging / TAGS).write_text("\n".join(tagset.tags) + "\n", encoding="utf-8")
+        (staging / WORDS).write_text("\n".join(words.words) + "\n", encoding="utf-8")
+        if bilm is not None:
+            (staging / BILM).mkdir()
+            shutil.copyfile(bilm.options, staging / BILM / OPTIONS)
+            shutil.copyfile(bilm.weights, staging / BILM / WEIGHTS)
+        (staging / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        (staging / README).write_text(card_markdown(card), encoding="utf-8")
+    return Path(directory)
 
 
 def load_tagger_dir(directory: str | Path) -> TaggerDir:
