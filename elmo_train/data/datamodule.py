@@ -9,6 +9,7 @@ the batches consumed, and rank 0's checkpoint is enough for every rank.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from functools import partial
@@ -32,6 +33,8 @@ from elmo_train.formats.vocab_file import Vocabulary
 
 if TYPE_CHECKING:  # the typed config lives above the layers it configures
     from elmo_train.config import DataConfig
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 
@@ -105,7 +108,7 @@ class ElmoDataModule(L.LightningDataModule):
                 num_proc=config.num_proc,
             )
             vocab.save(path)
-            print(f"data: built a {len(vocab):,}-word vocabulary from data.train: {path}")
+            log.info(f"data: built a {len(vocab):,}-word vocabulary from data.train: {path}")
         return Vocabulary.load(path)
 
     def _open(self, build: bool) -> None:
@@ -122,12 +125,14 @@ class ElmoDataModule(L.LightningDataModule):
                     tokenizer,
                     self.cache_dir,
                     self.config.num_proc,
-                    verbose=build,
+                    say=log.info if build else None,  # the console and train.log
                 )
                 self._require_shared_words(split, store)
                 self.stores[split] = store
         if build and not self.has_split("valid"):
-            print("data: no data.valid: training without held-out perplexity (set data.valid=FILE)")
+            log.info(
+                "data: no data.valid: training without held-out perplexity (set data.valid=FILE)"
+            )
 
     def _require_shared_words(self, split: str, store: CorpusStore) -> None:
         rate = store.meta["counts"]["oov_rate"]

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,7 @@ def prepare(
     *,
     max_line_bytes: int = MAX_LINE_BYTES,
     force: bool = False,
-    verbose: bool = True,
+    say: Callable[[str], None] | None = print,
 ) -> CorpusStore:
     """The store for `paths` (files or globs) under `vocab`: reused from `cache_dir`, else built.
 
@@ -72,9 +72,10 @@ def prepare(
     A build runs `num_proc` `datasets` workers over byte ranges of the files, merges their blocks
     in order into temporary files, orders the types by frequency, writes the arrays in chunks
     into a temporary directory and renames it into place. Skipped lines and truncated tokens
-    are reported on every call, also when the store comes from the cache.
+    are reported on every call, also when the store comes from the cache. Each report line goes
+    to `say` (None: silent).
     """
-    say = print if verbose else (lambda *args, **kwargs: None)
+    say = say or (lambda line: None)
     files = resolve_inputs(paths)
     if not isinstance(vocab, Vocabulary):
         vocab = Vocabulary.load(vocab)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import itertools
+import logging
 import os
 import re
 import signal
@@ -51,10 +52,12 @@ def make(corpus: dict, **kw) -> ElmoDataModule:
     return dm
 
 
-def test_smoke_through_the_real_store(corpus, capsys):
-    dm = make(corpus, num_workers=2)
+def test_smoke_through_the_real_store(corpus, caplog):
+    with caplog.at_level(logging.INFO, logger="elmo_train.data.datamodule"):
+        dm = make(corpus, num_workers=2)
     assert dm.vocab.words[:3] == ["<S>", "</S>", "<UNK>"] and len(dm.vocab) == len(WORDS) + 3
-    assert "built a 17-word vocabulary" in capsys.readouterr().out
+    assert "built a 17-word vocabulary" in caplog.text
+    assert "prepare: 300 sentences" in caplog.text  # the report reaches the log (train.log)
     assert list((Path(corpus["cache_dir"]) / "vocab").glob("*.txt"))
     counts = dm.counts
     assert counts["train"]["sentences"] == 300 and set(counts) == {"train", "valid"}

@@ -134,7 +134,7 @@ def test_prepare_refuses_a_file_that_is_mostly_not_text(tmp_path):
     noise = [rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes() for _ in range(5)]
     path.write_bytes(b"\nthe cat sat .\n".join(noise))  # 4 lines of text among the bytes
     with pytest.raises(UserError) as caught:
-        prepare([path], VOCAB, None, tmp_path / "cache", num_proc=1, verbose=False)
+        prepare([path], VOCAB, None, tmp_path / "cache", num_proc=1, say=None)
     message = str(caught.value)
     assert f"lines of {path.resolve()} are unusable" in message and "\n" not in message
     assert "this is not a text corpus" in message
@@ -143,14 +143,14 @@ def test_prepare_refuses_a_file_that_is_mostly_not_text(tmp_path):
     # Half the lines bad is still a corpus with bad lines: counted, skipped, reported.
     half = tmp_path / "half.txt"
     half.write_bytes(b"the cat .\n\xff\nthe .\n\x00\n")
-    assert prepare([half], VOCAB, None, tmp_path / "cache", 1, verbose=False).n_sentences == 2
+    assert prepare([half], VOCAB, None, tmp_path / "cache", 1, say=None).n_sentences == 2
 
 
 def test_prepare_no_usable_sentences(tmp_path):
     path = tmp_path / "empty.txt"
     path.write_bytes(b"\n\xff\n \n")
     with pytest.raises(UserError, match=r"no usable sentences in .*empty\.txt \(1 lines skipped"):
-        prepare([path], VOCAB, None, tmp_path / "cache", num_proc=1, verbose=False)
+        prepare([path], VOCAB, None, tmp_path / "cache", num_proc=1, say=None)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []
 
 
@@ -168,7 +168,7 @@ def test_prepare_reuses_cache_until_an_input_changes(tmp_path, capsys):
     third = prepare([path], VOCAB, None, tmp_path / "cache", num_proc=1)
     assert third.path != first.path and "reusing" not in capsys.readouterr().out
     other_vocab = Vocabulary(["<S>", "</S>", "<UNK>", "the"])
-    assert prepare([path], other_vocab, None, tmp_path / "cache", 1, verbose=False).path not in (
+    assert prepare([path], other_vocab, None, tmp_path / "cache", 1, say=None).path not in (
         first.path,
         third.path,
     )
@@ -181,8 +181,8 @@ def test_workers_give_the_same_store(tmp_path, monkeypatch):
     lines[350] = "bad \udcff"  # becomes invalid UTF-8 below, in a late range
     path = tmp_path / "c.txt"
     path.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
-    one = prepare([path], VOCAB, None, tmp_path / "one", num_proc=1, verbose=False)
-    two = prepare([path], VOCAB, None, tmp_path / "two", num_proc=2, verbose=False)
+    one = prepare([path], VOCAB, None, tmp_path / "one", num_proc=1, say=None)
+    two = prepare([path], VOCAB, None, tmp_path / "two", num_proc=2, say=None)
     for name in ("tokens", "offsets", "type_chars", "type_vocab"):
         assert np.array_equal(getattr(one, name), getattr(two, name)), name
     assert one.types == two.types
@@ -202,7 +202,7 @@ def test_worker_error_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(scan, "MIN_RANGE_BYTES", 20)
     path = corpus(tmp_path)
     with pytest.raises(UserError) as caught:
-        prepare([path], VOCAB, BrokenTokenizer(), tmp_path / "cache", num_proc=2, verbose=False)
+        prepare([path], VOCAB, BrokenTokenizer(), tmp_path / "cache", num_proc=2, say=None)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("reading the corpus failed in a worker process: RuntimeError:")
@@ -223,7 +223,7 @@ def test_vocabulary_without_unk_must_cover_the_corpus(tmp_path):
     vocab = Vocabulary(["<S>", "</S>", "the", "cat"], require_unk=False)
     path = corpus(tmp_path, lines=["the cat", "the dog"])
     with pytest.raises(UserError, match=r"1 token types of the corpus \(e\.g\. 'dog'\) are not in"):
-        prepare([path], vocab, None, tmp_path / "cache", 1, verbose=False)
+        prepare([path], vocab, None, tmp_path / "cache", 1, say=None)
 
 
 def test_sentencepiece_store(tmp_path):
@@ -232,7 +232,7 @@ def test_sentencepiece_store(tmp_path):
         "sentencepiece", tmp_path / "sp.model", train_paths=[path], vocab_size=30
     )
     vocab, _ = build_vocabulary([path], tokenizer)
-    store = prepare([path], vocab, tokenizer, tmp_path / "cache", 1, verbose=False)
+    store = prepare([path], vocab, tokenizer, tmp_path / "cache", 1, say=None)
     pieces = [tokenizer.tokenize(line) for line in path.read_text().splitlines()]
     check_store(store, pieces, vocab)
     assert store.meta["counts"]["oov_tokens"] == 0
@@ -246,5 +246,5 @@ def test_real_corpus_slice(tmp_path):
     lines = source.read_text(encoding="utf-8").splitlines()[:500]
     path = corpus(tmp_path, "ptb.txt", lines)
     vocab, _ = build_vocabulary([path], min_count=2)
-    store = prepare([path], vocab, None, tmp_path / "cache", 1, verbose=False)
+    store = prepare([path], vocab, None, tmp_path / "cache", 1, say=None)
     check_store(store, [line.split() for line in lines if line.split()], vocab)

@@ -89,6 +89,7 @@ def test_redirected_output_shows_progress_lines_and_no_adverts(corpus, cache, tm
     log = (tmp_path / "run" / "train.log").read_text()
     assert len(re.findall(r"\]\[INFO\] - step \d+/4 ", log)) == 4
     assert "] - GPU available: False" in log  # Lightning's own lines are recorded too
+    assert "][INFO] - prepare: " in log  # and the data preparation report (OOV, skipped lines)
     assert "validation at step 4: val/loss" in log
 
 
