@@ -16,6 +16,7 @@ Both directions are advanced together with batched matmuls over a leading direct
 
 import math
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -214,7 +215,7 @@ def cell_update(
     return torch.sigmoid(o) * torch.tanh(c_t), c_t
 
 
-class _FastCellUpdate:
+class _FastCellUpdate(ABC):
     """`cell_update` computed by a faster callable built on first use; `cell_update` itself,
     after one warning, where building or running that fails (no C++ compiler, no GPU for
     Triton, an unsupported GPU): the same function either way."""
@@ -225,8 +226,9 @@ class _FastCellUpdate:
         self.fast = None
         self.failed = False
 
+    @abstractmethod
     def build(self):
-        raise NotImplementedError
+        """The faster callable with `cell_update`'s signature (it may raise: eager then)."""
 
     def __call__(self, gates, c, cell_clip):
         if not self.failed:
