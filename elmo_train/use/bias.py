@@ -214,6 +214,7 @@ class BiasResult:
     p_exact: bool
     layers: list[LayerBias]
     lowercase_hints: dict[str, int]  # word with capitals -> corpus lines with its lowercase form
+    corpus_skips: list[str] = field(default_factory=list)  # unreadable corpus lines, counted
 
 
 def association_test(
@@ -231,11 +232,12 @@ def association_test(
         test = test.mapped(normalizer(embedder.normalize))
     slots = test.slots()
     words = list(dict.fromkeys(word for _, word in slots))
-    contexts, _, hints = collect_contexts(
+    contexts, stats, hints = collect_contexts(
         corpus, words, n_contexts, seed, lowercase, embedder.normalize
     )
     if not any(contexts[w].found for w in words):
         hint = " (the corpus has them lowercased: add --lowercase)" if any(hints.values()) else ""
+        hint += "".join(f"; {line}" for line in stats.report())
         raise UserError(
             f"none of the {len(words)} words of {test.name} occurs in "
             f"{', '.join(map(str, corpus))}{hint}; check the corpus and its tokenization"
@@ -271,7 +273,7 @@ def association_test(
         layers.append(
             LayerBias(name, combined, p_value, float(effects.mean()), float(low), float(high))
         )
-    return BiasResult(test, contexts, n_contexts, draws, seed, exact, layers, hints)
+    return BiasResult(test, contexts, n_contexts, draws, seed, exact, layers, hints, stats.report())
 
 
 # --- reporting ------------------------------------------------------------------------------------
@@ -284,10 +286,11 @@ def describe_sets(test: AssociationTest) -> str:
 
 
 def fallback_lines(result: BiasResult) -> list[str]:
-    """What the corpus lacked: words topped up with templates, counted."""
+    """What the corpus lacked: unreadable lines skipped, words topped up with templates, counted."""
+    skips = [f"corpus: {line}" for line in result.corpus_skips]
     short = [c for c in result.contexts.values() if c.templates]
     if not short:
-        return []
+        return skips
     absent = [c.word for c in short if c.found == 0]
     few = [f"{c.word} {c.found}" for c in short if c.found]
     lines = [
@@ -305,7 +308,7 @@ def fallback_lines(result: BiasResult) -> list[str]:
             f"  {len(hinted)} absent words occur lowercased ({' '.join(hinted)}): for a "
             "lowercased corpus, add --lowercase"
         )
-    return lines
+    return skips + lines
 
 
 def format_table(result: BiasResult) -> str:

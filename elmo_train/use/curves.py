@@ -56,7 +56,9 @@ def markdown(points: list[dict[str, float]], steps_per_epoch: int | None) -> str
     for p in points:
         cells = [f"{p['step'] / steps_per_epoch:.2f}"] if steps_per_epoch else []
         cells.append(f"{p['step']:,}")
-        cells += [f"{p[k]:.4g}" if k == "lr" else f"{p[k]:.2f}" for k in columns if k in p]
+        cells += [
+            "" if k not in p else f"{p[k]:.4g}" if k == "lr" else f"{p[k]:.2f}" for k in columns
+        ]  # a blank, not a shift, where a validation lacks a column
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

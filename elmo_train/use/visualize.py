@@ -4,7 +4,7 @@ Every line of the input that contains the word gives one occurrence (its first, 
 `similarity.find_contexts`: a later one in the same line would mostly pair with its own line's
 first). Each layer of the biLM (the token layer, each LSTM layer, and the mean of the layers, as
 AllenNLP's equal-weight average) places the occurrences in its own space; a panel per layer shows
-them projected to 2-D (PCA, or UMAP when `umap-learn` is installed), coloured by their sense
+them projected to 2-D (PCA, or UMAP with `method="umap"`, which needs `umap-learn`), coloured by their sense
 labels or, without labels, by k-means clusters of the top LSTM layer (one clustering, so a colour
 is the same occurrences in every panel).
 

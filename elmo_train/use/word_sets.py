@@ -34,7 +34,7 @@ class AssociationTest:
     def mapped(self, function: Callable[[str], str]) -> "AssociationTest":
         """The test with `function` applied to every word (lowercasing, Unicode normalisation)."""
         sets = {r: WordSet(s.name, tuple(map(function, s.words))) for r, s in self.sets.items()}
-        _check_disjoint(sets, self.name)
+        _check_sets(sets, self.name)
         return AssociationTest(self.name, sets, self.source)
 
 
@@ -82,9 +82,6 @@ def read_test(path: str | Path) -> AssociationTest:
         name = name or role
         if not words:
             raise UserError(f"{where}: the {role} set ({name}) is empty; list its words")
-        repeated = sorted({w for w in words if words.count(w) > 1})
-        if repeated:
-            raise UserError(f"{where}: {', '.join(map(repr, repeated))} listed twice in {name}")
         sets[role] = WordSet(name, words)
     missing = [role for role in ROLES if role not in sets]
     if missing:
@@ -92,11 +89,19 @@ def read_test(path: str | Path) -> AssociationTest:
             f"{path}: no {', '.join(missing)} set; a test has four lines: X and Y (targets), "
             "A and B (attributes)"
         )
-    _check_disjoint(sets, str(path))
+    _check_sets(sets, str(path))
     return AssociationTest(path.stem, sets, "\n".join(c for c in comments if c))
 
 
-def _check_disjoint(sets: dict[str, WordSet], where: str) -> None:
+def _check_sets(sets: dict[str, WordSet], where: str) -> None:
+    """No word twice in a set, and no word in both targets or both attributes (also after
+    lowercasing: "Bill bill" is one word twice)."""
+    for word_set in sets.values():
+        repeated = sorted({w for w in word_set.words if word_set.words.count(w) > 1})
+        if repeated:
+            raise UserError(
+                f"{where}: {', '.join(map(repr, repeated))} listed twice in {word_set.name}"
+            )
     for first, second in (("X", "Y"), ("A", "B")):
         shared = sorted(set(sets[first].words) & set(sets[second].words))
         if shared:

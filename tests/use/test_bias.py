@@ -158,6 +158,12 @@ def test_bad_word_sets_are_one_clear_error(tmp_path, text, message):
         read_test(write(tmp_path, text))
 
 
+def test_lowercasing_that_merges_two_words_of_a_set_is_refused(tmp_path):
+    test = read_test(write(tmp_path, SETS.replace("hammer saw", "Saw saw")))
+    with pytest.raises(UserError, match=re.escape("'saw' listed twice in tools")):
+        test.mapped(str.lower)
+
+
 def test_unknown_test_names_the_builtins():
     with pytest.raises(UserError, match="neither a built-in test .*career-family.* nor a file"):
         load_test("career")
@@ -229,6 +235,14 @@ def test_a_corpus_without_any_test_word_is_one_clear_error(embedder, tmp_path):
     corpus = write(tmp_path, "nothing to see here .\n", "corpus.txt")
     test = read_test(write(tmp_path, SETS))
     with pytest.raises(UserError, match="none of the 6 words of sets occurs in"):
+        association_test(embedder, test, [corpus], n_contexts=2, draws=10)
+
+
+def test_unreadable_corpus_lines_are_counted_in_the_error(embedder, tmp_path):
+    corpus = tmp_path / "latin1.txt"
+    corpus.write_bytes("caf\xe9 apple pear .\n".encode("latin-1"))  # not UTF-8: skipped
+    test = read_test(write(tmp_path, SETS))
+    with pytest.raises(UserError, match=r"skipped 1 lines .*\(first: .*latin1.txt:1\)"):
         association_test(embedder, test, [corpus], n_contexts=2, draws=10)
 
 

@@ -40,6 +40,15 @@ def test_one_row_per_validation_with_the_lr_in_force(tmp_path):
     # Without steps per epoch, no epoch column: the log's own is always 0 (endless stream).
     assert markdown(points, None).splitlines()[0] == "| step | val/ppl_fwd | test/ppl_fwd | lr |"
     assert markdown(points, None).splitlines()[2] == "| 100 | 310.25 | 300.50 | 1 |"
+    # A validation without a figure another one has leaves its cell blank, nothing shifts.
+    partial = [
+        {"step": 100, "val/ppl_fwd": 310.25},
+        {"step": 200, "val/ppl_fwd": 160.0, "test/ppl_fwd": 150.0},
+    ]
+    assert markdown(partial, None).splitlines()[2:] == [
+        "| 100 | 310.25 |  |",
+        "| 200 | 160.00 | 150.00 |",
+    ]
     out = plot_curves(points, tmp_path / "a" / "curves.png", "run", 92.3)
     assert out.read_bytes()[:4] == b"\x89PNG"
 

@@ -59,7 +59,7 @@ def read_tagged(path: str | Path, require_tags: bool = True) -> TaggedFile:
     """Sentences of a tagged file; `require_tags=False` also accepts one token per line."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM is not a token
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except UnicodeDecodeError as error:

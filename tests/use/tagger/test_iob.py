@@ -27,6 +27,9 @@ def test_conll_columns_tag_last_and_docstart(tmp_path):
     assert [s.tokens for s in f.sentences] == [["EU", "rejects"], ["Peter"]]
     assert [s.tags for s in f.sentences] == [["B-ORG", "O"], ["B-PER"]]
     assert f.separator == " "
+    bom = tmp_path / "bom.conll"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())  # as Windows editors save it
+    assert [s.tokens for s in read_tagged(bom).sentences] == [["EU", "rejects"], ["Peter"]]
 
 
 def test_iob1_file_is_read_and_converted(tmp_path):
