@@ -2,6 +2,7 @@
 user's umask, and with one clear line when the place cannot be written."""
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -126,6 +127,12 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, what: str = "output
             partial.write_text(data, encoding="utf-8")
         else:
             partial.write_bytes(data)
+
+
+def write_json(path: str | os.PathLike, data, what: str = "JSON file") -> Path:
+    """`data` as indented JSON (UTF-8, a final newline), written atomically; returns the path."""
+    write_atomic(path, json.dumps(data, indent=2) + "\n", what)
+    return Path(path)
 
 
 def check_replaceable(directory: Path, marker: str, what: str) -> None:

@@ -26,7 +26,6 @@ The word sets shipped in `bias_sets/` are the published ones; each file names it
 """
 
 import itertools
-import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import torch
 
 from elmo_train.data.files import SkipStats, iter_lines, normalizer
 from elmo_train.errors import UserError
+from elmo_train.formats import atomic
 from elmo_train.use.embedder import Embedder
 from elmo_train.use.figures import BAR, HIGHLIGHT, new_figure
 from elmo_train.use.similarity import find_contexts
@@ -378,10 +378,7 @@ def to_json(result: BiasResult) -> dict:
 
 
 def write_json(result: BiasResult, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(result), indent=2) + "\n", encoding="utf-8")
-    return path
+    return atomic.write_json(path, to_json(result))
 
 
 def plot(result: BiasResult, path: str | Path) -> Path:

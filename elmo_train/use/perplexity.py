@@ -20,7 +20,6 @@ scores the same events with a proper distribution, so the perplexities are compa
 """
 
 import hashlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from elmo_train.data.stream import BatchStream, TokenStore
 from elmo_train.errors import UserError
-from elmo_train.formats.atomic import write_atomic
+from elmo_train.formats import atomic
 from elmo_train.formats.vocab_file import Vocabulary
 from elmo_train.model.bilm import LanguageModel
 
@@ -249,4 +248,4 @@ def format_table(metrics: dict) -> str:
 
 
 def write_json(path: str | Path, metrics: dict) -> None:
-    write_atomic(path, json.dumps(metrics, indent=2) + "\n", "JSON file")
+    atomic.write_json(path, metrics)

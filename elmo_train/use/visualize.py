@@ -17,7 +17,6 @@ vector, scores exactly the chance accuracy and a silhouette of 0 instead of an a
 
 import dataclasses
 import html
-import json
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from elmo_train.demo.corpus import (
     corpus_path,
 )
 from elmo_train.errors import UserError
+from elmo_train.formats import atomic
 from elmo_train.use.embedder import Embedder
 from elmo_train.use.figures import new_figure
 from elmo_train.use.probes import token_vectors
@@ -289,10 +289,7 @@ def to_json(result: WordMap) -> dict:
 
 
 def write_json(result: WordMap, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(result), indent=2) + "\n", encoding="utf-8")
-    return path
+    return atomic.write_json(path, to_json(result))
 
 
 def _colours(result: WordMap) -> dict[str, str]:

@@ -1,13 +1,13 @@
 """`elmo tag train` and `elmo tag predict`, top to bottom: read the files -> tag set -> biLM
 features (cached) -> tagger -> fit -> score dev and test -> write the tagger directory."""
 
-import json
 import time
 from pathlib import Path
 
 import lightning as L
 
 from elmo_train.errors import UserError
+from elmo_train.formats import atomic
 from elmo_train.formats.atomic import check_replaceable
 from elmo_train.use.tagger.data import TaggedSentences, WordVocab
 from elmo_train.use.tagger.directory import (
@@ -159,5 +159,4 @@ def predict_file(
 
 
 def write_json(path: Path, card: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(card["scores"], indent=2) + "\n")
+    atomic.write_json(path, card["scores"])
