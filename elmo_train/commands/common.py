@@ -3,6 +3,8 @@
 import argparse
 import os
 
+import torch
+
 from elmo_train.data.files import MAX_LINE_BYTES, NORMAL_FORMS
 from elmo_train.data.tokenizer import TOKENIZERS
 from elmo_train.errors import UserError
@@ -35,7 +37,24 @@ def add_batch_and_device_arguments(parser: argparse.ArgumentParser) -> None:
         default=64,
         help="sentences per biLM batch (default: %(default)s)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    add_device_argument(parser)
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
+def device_name(text: str) -> str:
+    """An argparse type: a torch device this machine has (argparse names the flag in its error)."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device: use cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: CUDA is not available here; use cpu")
+    return text
 
 
 def add_input_argument(parser: argparse.ArgumentParser) -> None:

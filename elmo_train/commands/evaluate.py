@@ -6,7 +6,12 @@ from pathlib import Path
 
 import torch
 
-from elmo_train.commands.common import add_tokenizer_arguments, default_num_proc, positive_int
+from elmo_train.commands.common import (
+    add_device_argument,
+    add_tokenizer_arguments,
+    default_num_proc,
+    positive_int,
+)
 from elmo_train.data.files import resolve_inputs
 from elmo_train.data.prepare import default_cache_dir, prepare
 from elmo_train.data.stream import MODES
@@ -65,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reads one contiguous part of the text, as Kim et al.; sentence: one sentence per row "
         "from zero state (default: the model's data.mode; stream without it)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    add_device_argument(parser)
     parser.add_argument(
         "--cache-dir",
         help="where the prepared input is cached (default: $ELMO_TRAIN_CACHE or "
@@ -83,17 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="DataLoader workers building batches beside the model (default: %(default)s)",
     )
-    add_tokenizer_arguments(parser)
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
+    add_tokenizer_arguments(parser, train=False)  # the vocabulary's model, never a new one
 
 
 def batching(args: argparse.Namespace, trained: dict) -> tuple[dict, str]:
@@ -127,7 +122,7 @@ def batching(args: argparse.Namespace, trained: dict) -> tuple[dict, str]:
 def run(args: argparse.Namespace) -> None:
     if args.num_workers < 0:
         raise UserError(f"--num-workers must be 0 or more, got {args.num_workers}")
-    device = _device(args.device)
+    device = torch.device(args.device)
     if args.json:
         check_writable(args.json, "--json")
     model_dir = Path(args.model)

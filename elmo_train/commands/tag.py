@@ -5,7 +5,7 @@ import logging
 import shlex
 from pathlib import Path
 
-from elmo_train.commands.common import add_model_arguments, positive_int
+from elmo_train.commands.common import add_device_argument, add_model_arguments, positive_int
 from elmo_train.data.prepare import default_cache_dir
 from elmo_train.errors import UserError
 from elmo_train.use.tagger.features import BiLMSource
@@ -76,7 +76,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         default=str(Path(default_cache_dir()) / "tag-features"),
         help="where the biLM features of each file are cached (default: %(default)s)",
     )
-    parser.add_argument("--device", default="cpu")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> None:
