@@ -43,20 +43,24 @@ def atomic_directory(directory: str | os.PathLike, marker: str, what: str) -> It
     one line naming it."""
     directory = Path(directory)
     check_replaceable(directory, marker, what)
-    staging = None
+    staging = old = None
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         yield staging
         apply_umask(staging)
+        # Two renames: at every moment the old directory or the new one is whole (the old one
+        # under its .old name for an instant), never a half-deleted one.
         if directory.exists():
-            shutil.rmtree(directory)
+            old = staging.with_name(staging.name + ".old")
+            os.replace(directory, old)
         os.replace(staging, directory)
     except OSError as error:
         raise cannot_write(directory, error, what) from None
     finally:
-        if staging is not None and staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        for leftover in (staging, old):
+            if leftover is not None and leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def cannot_write(path: Path, error: OSError, what: str) -> UserError:
