@@ -20,8 +20,6 @@ from pathlib import Path
 
 from elmo_train.errors import UserError
 
-log = logging.getLogger(__name__)
-
 # Lines third-party libraries log that no `elmo` user needs: adverts and hardware we never use.
 NOISE = ("💡 Tip:", "TPU available:", "HPU available:", "Seed set to ")
 

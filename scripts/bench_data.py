@@ -126,7 +126,7 @@ def main() -> None:
     corpora = {"1x": args.corpus, f"{args.repeat}x": str(large)}
     for name, path in corpora.items():
         started = time.perf_counter()
-        store = prepare([path], vocab_path, make_tokenizer("whitespace"), cache, 2, verbose=False)
+        store = prepare([path], vocab_path, make_tokenizer("whitespace"), cache, 2, say=None)
         print(
             f"store {name}: {store.n_sentences:,} sentences, {store.n_tokens:,} tokens "
             f"(prepared or reused in {time.perf_counter() - started:.1f} s)"

@@ -63,10 +63,10 @@ def child(corpus: Path, num_proc: int, work: Path, min_count: int) -> dict:
     cache = work / f"cache-{num_proc}"
     shutil.rmtree(cache, ignore_errors=True)
     started, cpu = time.perf_counter(), cpu_seconds()
-    store = prepare([corpus], vocab, None, cache, num_proc, verbose=False)
+    store = prepare([corpus], vocab, None, cache, num_proc, say=None)
     prepare_s, prepare_cpu = time.perf_counter() - started, cpu_seconds() - cpu
     started = time.perf_counter()
-    prepare([corpus], vocab, None, cache, num_proc, verbose=False)
+    prepare([corpus], vocab, None, cache, num_proc, say=None)
     hit_s = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     shutil.rmtree(cache, ignore_errors=True)

@@ -2,6 +2,7 @@
 user's umask, and with one clear line when the place cannot be written."""
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -131,6 +132,17 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, what: str = "output
             partial.write_text(data, encoding="utf-8")
         else:
             partial.write_bytes(data)
+
+
+def file_sha256(*paths: str | os.PathLike) -> str:
+    """The sha256 of the files' bytes one after another (`sha256sum`'s for one file), read in
+    1 MiB blocks."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path: str | os.PathLike, data, what: str = "JSON file") -> Path:

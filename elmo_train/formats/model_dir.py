@@ -14,7 +14,6 @@ always, and the checksums where the directory has them (released bilm-tf files h
 """
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from elmo_train.errors import UserError
-from elmo_train.formats.atomic import atomic_directory
+from elmo_train.formats.atomic import atomic_directory, file_sha256
 from elmo_train.formats.bilm_tf import (
     OPTIONS,
     WEIGHTS,
@@ -148,17 +147,9 @@ def load_softmax(lm: LanguageModel, path: Path) -> None:
 # --- checksums.sha256 -------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_checksums(directory: Path) -> None:
     """`sha256  name` lines (`sha256sum`'s format) for the model files of `directory`."""
-    lines = [f"{_sha256(directory / name)}  {name}\n" for name in MODEL_FILES]
+    lines = [f"{file_sha256(directory / name)}  {name}\n" for name in MODEL_FILES]
     (directory / CHECKSUMS).write_text("".join(lines), encoding="utf-8")
 
 
@@ -177,7 +168,7 @@ def verify_checksums(directory: Path, names: Iterable[str]) -> None:
             )
         expected[name] = digest
     for name in names:
-        if name in expected and _sha256(directory / name) != expected[name]:
+        if name in expected and file_sha256(directory / name) != expected[name]:
             raise UserError(
                 f"{directory / name}: its sha256 differs from {manifest}, so the file was damaged "
                 "or changed after export: re-export the model (elmo export) or restore the file"

@@ -19,6 +19,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from elmo_train.errors import UserError
+from elmo_train.formats.atomic import file_sha256
 from elmo_train.formats.model_dir import ModelCard, save_model_dir
 from elmo_train.formats.vocab_file import Vocabulary
 from elmo_train.training.module import BiLMModule
@@ -101,8 +102,7 @@ def verify_checkpoint(path: str | Path) -> dict:
     sums = [checksum_path(path), _partial(checksum_path(path))]
     expected = [(p.read_text().split() or [""])[0] for p in sums if p.is_file()]
     if expected:
-        with open(path, "rb") as f:
-            actual = hashlib.file_digest(f, "sha256").hexdigest()
+        actual = file_sha256(path)
         if actual not in expected:
             raise DamagedCheckpoint(path, f"damaged: its sha256 differs from {sums[0].name}")
     try:

@@ -116,7 +116,8 @@ class BiLMModule(L.LightningModule):
         self.lm.bilm.char_encoder.zero_padding_char_()
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.global_step % self.trainer.log_every_n_steps == 0:  # metrics are logged now
+        every = self.trainer.log_every_n_steps
+        if every and self.global_step % every == 0:  # metrics are logged now
             self._stop_if_diverged()
             if self.guard.allowed:
                 self.log("train/nonfinite_steps", float(self.guard.bad_steps()))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from elmo_train.errors import UserError
+from elmo_train.formats.atomic import file_sha256
 from elmo_train.formats.bilm_tf import OPTIONS, WEIGHTS, load_bilm
 from elmo_train.formats.model_dir import training_data, verify_checksums
 from elmo_train.use.embedder import Embedder
@@ -55,7 +56,7 @@ class BiLMSource:
 
     def digest(self) -> str:
         """sha256 of the two files (and the normal form, if any): the biLM's identity."""
-        digest = file_digest(self.options, self.weights)
+        digest = file_sha256(self.options, self.weights)
         return digest if self.normalize is None else f"{digest}-{self.normalize}"
 
 
@@ -97,15 +98,6 @@ class CacheReport:
             f"biLM features of {name}: {self.n_sentences:,} sentences ({self.n_tokens:,} tokens) "
             f"{how} in {self.seconds:.1f} s ({rate:,.0f} sentences/s)"
         )
-
-
-def file_digest(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 class BiLMFeatures:
