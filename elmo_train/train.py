@@ -100,9 +100,12 @@ def train(cfg: DictConfig) -> dict:
     max_steps = config.trainer.get("max_steps")
     if max_steps is None or max_steps < 0:
         max_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    # Without data.valid Lightning skips its validations, so checkpoints must not wait for one.
+    no_validation = {} if datamodule.has_split("valid") else {"limit_val_batches": 0}
     trainer = instantiate(
         cfg.trainer,
         "trainer",
+        **no_validation,
         max_steps=max_steps,
         val_check_interval=config.val_every or steps_per_epoch,  # not moved by max_steps
         check_val_every_n_epoch=None,

@@ -477,7 +477,7 @@ def test_a_nonfinite_step_stops_training_naming_it_and_the_last_good_checkpoint(
         train(compose_train_config(common))
     assert str(error.value).startswith("step 5: the loss or gradient norm is not finite")
     assert "last good checkpoint is step 4: resume=true" in str(error.value)
-    assert _saved_steps(tmp_path) == [2, 4]  # nothing written after the bad step
+    assert _saved_steps(tmp_path) == [4]  # the newest step (save_top_k: 1)  # nothing written after the bad step
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     assert not (tmp_path / "model").exists()
 
@@ -509,6 +509,14 @@ def test_the_last_step_is_always_checkpointed(corpus, cache, tmp_path):
     train(compose_train_config(common))
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
 
+
+def test_a_run_without_validation_data_checkpoints_its_steps(corpus, cache, tmp_path):
+    # No data.valid: Lightning skips validation, so no checkpoint may wait for one.
+    common = [*fast_overrides(corpus, tmp_path, cache, steps=4), "data.valid=null",
+              "val_every=2", "checkpoint_every=2", "export=false", "test=false"]  # fmt: skip
+    train(compose_train_config(common))
+    assert _saved_steps(tmp_path) == [4]  # the newest step (save_top_k: 1)
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
 
 def test_a_copied_run_directory_resumes_from_its_newest_step_without_v1_copies(
     corpus, cache, tmp_path
