@@ -17,6 +17,7 @@ from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from elmo_train import runtime
 from elmo_train.config import DataConfig, TrainConfig, config_dir, register_configs
@@ -194,6 +195,8 @@ def _checked(cfg: DictConfig) -> TrainConfig:
         return OmegaConf.to_object(cfg)
     except ValueError as error:  # the model's and optimizer's checks
         raise UserError(str(error)) from None
+    except MissingMandatoryValue as error:  # e.g. data=text without data.train
+        raise UserError(f"{error.full_key} is not set: give {error.full_key}=...") from None
 
 
 def _world_size(trainer: dict) -> int:

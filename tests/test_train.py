@@ -237,6 +237,12 @@ def test_misspelled_key_is_an_error(corpus, cache, tmp_path):
         compose_train_config(["model.lstm.dimm=3", *fast_overrides(corpus, tmp_path, cache)])
 
 
+def test_a_required_value_left_unset_is_one_line(corpus, cache, tmp_path):
+    overrides = [o for o in fast_overrides(corpus, tmp_path, cache) if not o.startswith("data.")]
+    with pytest.raises(UserError, match=r"^data.train is not set: give data.train=\.\.\.$"):
+        train(compose_train_config(["data=text", *overrides]))
+
+
 def _column(run_dir: Path, name: str) -> dict[int, float]:
     """`name` per step from the run's metrics.csv (each step at most once)."""
     with open(run_dir / "logs" / "metrics.csv") as f:
@@ -477,7 +483,9 @@ def test_a_nonfinite_step_stops_training_naming_it_and_the_last_good_checkpoint(
         train(compose_train_config(common))
     assert str(error.value).startswith("step 5: the loss or gradient norm is not finite")
     assert "last good checkpoint is step 4: resume=true" in str(error.value)
-    assert _saved_steps(tmp_path) == [4]  # the newest step (save_top_k: 1)  # nothing written after the bad step
+    assert _saved_steps(tmp_path) == [
+        4
+    ]  # the newest step (save_top_k: 1)  # nothing written after the bad step
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     assert not (tmp_path / "model").exists()
 
@@ -517,6 +525,7 @@ def test_a_run_without_validation_data_checkpoints_its_steps(corpus, cache, tmp_
     train(compose_train_config(common))
     assert _saved_steps(tmp_path) == [4]  # the newest step (save_top_k: 1)
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
 
 def test_a_copied_run_directory_resumes_from_its_newest_step_without_v1_copies(
     corpus, cache, tmp_path
