@@ -195,7 +195,8 @@ class BiLMModule(L.LightningModule):
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ) -> None:
         """Clip at the global norm (bilm-tf's all_clip_norm_val) and judge the step: a step whose
-        loss or gradient norm is not finite changes nothing. The norm is computed once, here;
+        loss or gradient norm is not finite is dropped on CPU and zeroed on a GPU (see
+        `NonFiniteGuard`). The norm is computed once, here;
         on CPU the verdict is read at once, on a GPU only when metrics or checkpoints are."""
         params = [p for group in optimizer.param_groups for p in group["params"]]
         params = [p for p in params if p.grad is not None]

@@ -21,7 +21,9 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
 
 
 class NonFiniteGuard:
-    """Judges each optimizer step; a step whose loss or gradient norm is not finite is a no-op.
+    """Judges each optimizer step whose loss or gradient norm is not finite: on CPU it is
+    dropped; on a GPU (no host sync) its gradients are zeroed, which leaves Adagrad's and plain
+    SGD's weights unchanged but still moves AdamW's moments and weight decay and SGD momentum.
 
     `allowed` such steps are skipped (and counted); the step that goes over stops training.
     `check_gradients=False` leaves overflowing gradients to a GradScaler (`16-mixed`), which
