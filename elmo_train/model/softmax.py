@@ -192,7 +192,7 @@ class SampledSoftmax(FullSoftmax):
         if self.sparse_grad:
             weight, bias = _GatherRows.apply(rows, self.weight, self.bias)  # (N + S, H), (N + S,)
         else:
-            # index_select: a backward that sums repeated rows in a fixed order (bit-exact runs)
+            # index_select: a backward that sums repeated rows in a fixed order (bit-exact CPU runs)
             weight, bias = self.weight.index_select(0, rows), self.bias.index_select(0, rows)
         bias = bias - self.log_expected_count(rows)  # (N + S,)
         true_logit = (hidden * weight[:N]).sum(dim=-1) + bias[:N]  # (N,)
